@@ -1,0 +1,386 @@
+"""What the dense and the convolutional CBM share: the cell equations, Temporal
+Dropout, the weight layout, and the layer's time-batched input path."""
+
+from keras import activations
+from keras import constraints
+from keras import initializers
+from keras import layers
+from keras import ops
+from keras import random
+from keras import regularizers
+
+from keras_cbm.layers.keras_internals import DropoutRNNCell
+from keras_cbm.layers.keras_internals import keras_rnn
+from keras_cbm.layers.temporal_dropout import check_rate
+from keras_cbm.layers.temporal_dropout import sample_gradient_gate
+from keras_cbm.layers.temporal_dropout import temporal_dropout
+
+MERGES = ("multiply", "add", "concat")
+
+
+class BaseCBMCell(layers.Layer, DropoutRNNCell):
+    """Context Bridge Module step, independent of how inputs are projected.
+
+    One step is
+
+        r_t = activation(W_R * x_t + b_R)
+        c_t = recurrent_activation(W_T * td(x_t) + U_T * c_{t-1} + b_T)
+        h_t = merge(r_t, c_t)
+
+    where `*` is `_project_input` / `_project_state` (a matrix product or a
+    convolution, defined by subclasses) and `td` is Temporal Dropout. The
+    state is `c`. Weights: `kernel` (input channels, 2 * units) holding
+    `[W_R, W_T]` along its last axis, `recurrent_kernel` (units, units) =
+    `U_T`, `bias` (2 * units,) = `[b_R, b_T]`; convolutional cells prefix
+    the kernel shapes with `kernel_size`.
+
+    Temporal Dropout draws one gate per layer call: `keras.layers.RNN`
+    primes it (with the dropout masks) before its loop, and it is cached
+    until the layer resets the masks after the loop. A cell called by hand
+    keeps its gate until `reset_dropout_mask()`, like its dropout masks.
+
+    Args:
+        units: Positive integer, the number of output channels of R and T.
+        units_name: The argument name `units` has in the subclass
+            (`"units"` or `"filters"`), used in error messages.
+        merge: One of `"multiply"` (`h = r * c`), `"add"` (`h = r + c`) or
+            `"concat"` (`h = [r, c]` on the channel axis, 2 * units).
+        temporal_dropout: Float in [0, 1], the probability that a training
+            call blocks back-propagation from T into the cell input.
+        Other arguments: as in `keras.layers.LSTMCell`.
+    """
+
+    def __init__(
+        self,
+        units,
+        units_name,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        temporal_dropout=0.0,
+        merge="multiply",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(
+                f"`{units_name}` must be a positive integer. "
+                f"Received: {units_name}={units!r}"
+            )
+        if merge not in MERGES:
+            raise ValueError(
+                f"`merge` must be one of {MERGES}. Received: merge={merge!r}"
+            )
+        check_rate("dropout", dropout)
+        check_rate("recurrent_dropout", recurrent_dropout)
+        check_rate("temporal_dropout", temporal_dropout)
+        self.units = units
+        self.merge = merge
+        self.activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
+        self.temporal_dropout = temporal_dropout
+        self.seed = seed
+        self.seed_generator = random.SeedGenerator(seed=seed)
+        self._gradient_gate = None
+
+    # Subclasses define the geometry.
+    channel_axis = -1
+
+    def _project_input(self, inputs, kernel):
+        raise NotImplementedError
+
+    def _project_state(self, state, kernel):
+        raise NotImplementedError
+
+    def _build_weights(self, kernel_prefix, input_dim):
+        self.input_dim = input_dim
+        self.kernel = self.add_weight(
+            shape=kernel_prefix + (input_dim, 2 * self.units),
+            initializer=self.kernel_initializer,
+            name="kernel",
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=kernel_prefix + (self.units, self.units),
+            initializer=self.recurrent_initializer,
+            name="recurrent_kernel",
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(2 * self.units,),
+                initializer=self.bias_initializer,
+                name="bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+
+    @property
+    def output_units(self):
+        """Channels of `h`: `2 * units` for `merge="concat"`, else `units`."""
+        return 2 * self.units if self.merge == "concat" else self.units
+
+    def get_dropout_mask(self, step_input):
+        # `keras.layers.RNN` calls this once before its loop, outside any
+        # (stateless) loop body: the place to make this call's TD draw too.
+        self.get_gradient_gate()
+        return super().get_dropout_mask(step_input)
+
+    def reset_dropout_mask(self):
+        super().reset_dropout_mask()
+        self._gradient_gate = None
+
+    def get_gradient_gate(self):
+        """This call's Temporal Dropout gate (1: T's gradient passes, 0: not).
+
+        Returns:
+            A float32 scalar tensor, or `None` when `temporal_dropout == 0`.
+        """
+        if self._gradient_gate is None and self.temporal_dropout > 0:
+            self._gradient_gate = sample_gradient_gate(
+                self.temporal_dropout, self.seed_generator
+            )
+        return self._gradient_gate
+
+    def input_dropout_mask(self, step_input, training):
+        """The cached input dropout mask when it applies, else `None`."""
+        if training and 0.0 < self.dropout < 1.0:
+            return self.get_dropout_mask(step_input)
+        return None
+
+    def project_inputs(self, inputs, training=False):
+        """Computes R's output and T's input term; no recurrence involved.
+
+        Args:
+            inputs: One step of input, or many steps folded into the batch.
+            training: Whether Temporal Dropout applies.
+
+        Returns:
+            `(representation, temporal_input)`: `r = act(W_R * x + b_R)` and
+            `W_T * td(x) + b_T`.
+        """
+        # Split the small kernel, not the large activations.
+        kernel_r, kernel_t = ops.split(self.kernel, 2, axis=-1)
+        representation = self._project_input(inputs, kernel_r)
+        temporal_inputs = inputs
+        if training and self.temporal_dropout > 0:
+            temporal_inputs = temporal_dropout(inputs, self.get_gradient_gate())
+        temporal_input = self._project_input(temporal_inputs, kernel_t)
+        if self.use_bias:
+            bias_r, bias_t = ops.split(self.bias, 2)
+            representation = self._add_bias(representation, bias_r)
+            temporal_input = self._add_bias(temporal_input, bias_t)
+        return self.activation(representation), temporal_input
+
+    def recurrent_step(self, representation, temporal_input, state, training):
+        """Advances T by one step and merges it with R.
+
+        Returns:
+            `(h_t, [c_t])`.
+        """
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            state = state * self.get_recurrent_dropout_mask(state)
+        recurrent_term = self._project_state(state, self.recurrent_kernel)
+        new_state = self.recurrent_activation(temporal_input + recurrent_term)
+        return self._merge(representation, new_state), [new_state]
+
+    def call(self, inputs, states, training=False):
+        dropout_mask = self.input_dropout_mask(inputs, training)
+        if dropout_mask is not None:
+            inputs = inputs * dropout_mask
+        representation, temporal_input = self.project_inputs(inputs, training)
+        state = states[0] if isinstance(states, (list, tuple)) else states
+        return self.recurrent_step(
+            representation, temporal_input, state, training
+        )
+
+    def _add_bias(self, outputs, bias):
+        if self.channel_axis != -1:
+            spatial_rank = len(outputs.shape) - 2
+            bias = ops.reshape(bias, (self.units,) + (1,) * spatial_rank)
+        return outputs + bias
+
+    def _merge(self, representation, state):
+        if self.merge == "multiply":
+            return representation * state
+        if self.merge == "add":
+            return representation + state
+        return ops.concatenate([representation, state], axis=self.channel_axis)
+
+    def cbm_config(self):
+        """The constructor arguments shared by every CBM cell and layer."""
+        return {
+            "activation": activations.serialize(self.activation),
+            "recurrent_activation": activations.serialize(
+                self.recurrent_activation
+            ),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(
+                self.kernel_initializer
+            ),
+            "recurrent_initializer": initializers.serialize(
+                self.recurrent_initializer
+            ),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "recurrent_regularizer": regularizers.serialize(
+                self.recurrent_regularizer
+            ),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(
+                self.recurrent_constraint
+            ),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "temporal_dropout": self.temporal_dropout,
+            "merge": self.merge,
+            "seed": self.seed,
+        }
+
+    def get_config(self):
+        return {**super().get_config(), **self.cbm_config()}
+
+
+def cell_property(name):
+    return property(
+        lambda self: getattr(self.cell, name),
+        doc=f"The cell's `{name}`.",
+    )
+
+
+class BaseCBM(layers.RNN):
+    """A CBM recurrent layer whose input projections are batched over time.
+
+    `keras.layers.RNN` would run the whole cell at every step. Here R and the
+    input term of T depend on no earlier step, so they run first as one
+    projection over all `batch * time` frames, and only `U_T * c` and the
+    merge run inside the sequential loop. Masking, `go_backwards`,
+    `stateful`, `unroll`, `return_state` and `initial_state` behave as in
+    `keras.layers.RNN`, with the same outputs and gradients as the cell run
+    step by step.
+
+    Args:
+        cell: A `BaseCBMCell`.
+        Other arguments: as in `keras.layers.RNN`.
+    """
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        self._check_sequences_shape(sequences_shape)
+        super().build(sequences_shape, initial_state_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        self._check_sequences_shape(sequences.shape)
+        return super().call(
+            sequences, initial_state=initial_state, mask=mask, training=training
+        )
+
+    def _check_sequences_shape(self, shape):
+        step_ndim = self.cell.step_ndim
+        if len(shape) != step_ndim + 1:
+            raise ValueError(
+                f"`sequences` of layer '{self.name}' must have rank "
+                f"{step_ndim + 1}, {self.cell.step_layout}. Received: "
+                f"sequences.shape={tuple(shape)}"
+            )
+        channels = shape[self.cell.channel_axis]
+        if channels is None:
+            raise ValueError(
+                f"The channel axis of `sequences` of layer '{self.name}' "
+                f"must be defined. Received: sequences.shape={tuple(shape)}"
+            )
+        if self.cell.built and channels != self.cell.input_dim:
+            raise ValueError(
+                f"`sequences` of layer '{self.name}' must have "
+                f"{self.cell.input_dim} channels, as when the layer was built. "
+                f"Received: sequences.shape={tuple(shape)} with {channels}"
+            )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        dropout_mask = cell.input_dropout_mask(sequences[:, 0], training)
+        if dropout_mask is not None:
+            sequences = sequences * ops.expand_dims(dropout_mask, 1)
+
+        batch_size, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
+        frames = ops.reshape(sequences, (-1,) + tuple(sequences.shape[2:]))
+        projections = [
+            ops.reshape(p, (batch_size, steps) + tuple(p.shape[1:]))
+            for p in cell.project_inputs(frames, training)
+        ]
+
+        def step(step_projections, states):
+            representation, temporal_input = step_projections
+            return cell.recurrent_step(
+                representation, temporal_input, states[0], training
+            )
+
+        return keras_rnn(
+            step,
+            tuple(projections),
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=self.unroll,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["cell"]
+        return {**config, **self.cell.cbm_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    merge = cell_property("merge")
+    temporal_dropout = cell_property("temporal_dropout")
+    activation = cell_property("activation")
+    recurrent_activation = cell_property("recurrent_activation")
+    use_bias = cell_property("use_bias")
+    dropout = cell_property("dropout")
+    recurrent_dropout = cell_property("recurrent_dropout")
+    kernel_initializer = cell_property("kernel_initializer")
+    recurrent_initializer = cell_property("recurrent_initializer")
+    bias_initializer = cell_property("bias_initializer")
+    kernel_regularizer = cell_property("kernel_regularizer")
+    recurrent_regularizer = cell_property("recurrent_regularizer")
+    bias_regularizer = cell_property("bias_regularizer")
+    kernel_constraint = cell_property("kernel_constraint")
+    recurrent_constraint = cell_property("recurrent_constraint")
+    bias_constraint = cell_property("bias_constraint")

@@ -1,0 +1,191 @@
+"""The dense Context Bridge Module, for sequences of feature vectors."""
+
+import keras
+from keras import ops
+
+from keras_cbm.layers.base_cbm import BaseCBM
+from keras_cbm.layers.base_cbm import BaseCBMCell
+from keras_cbm.layers.base_cbm import cell_property
+
+
+@keras.saving.register_keras_serializable(package="keras_cbm")
+class CBMCell(BaseCBMCell):
+    """Cell class for the `CBM` layer; usable inside `keras.layers.RNN`.
+
+    One step computes
+
+        r_t = activation(x_t @ W_R + b_R)
+        c_t = recurrent_activation(td(x_t) @ W_T + c_{t-1} @ U_T + b_T)
+        h_t = merge(r_t, c_t)
+
+    Weights: `kernel` `(input_dim, 2 * units)` = `[W_R, W_T]`,
+    `recurrent_kernel` `(units, units)` = `U_T`, `bias` `(2 * units,)` =
+    `[b_R, b_T]`. The state is `c_t`, zeros at first.
+
+    Args:
+        units: Positive integer, the size of `r` and `c`.
+        Other arguments: as in `ConvCBMCell` (without the convolution ones).
+
+    Call arguments:
+        inputs: A 2D tensor `(batch, features)`, one time step.
+        states: A list holding the previous state `c_{t-1}`.
+        training: Python boolean, whether dropout and Temporal Dropout apply.
+
+    Returns:
+        `(h_t, [c_t])`.
+
+    Example:
+
+    >>> layer = keras.layers.RNN(CBMCell(8), return_sequences=True)
+    >>> layer(np.zeros((2, 5, 3))).shape
+    (2, 5, 8)
+    """
+
+    step_ndim = 2
+    step_layout = "(batch, time, features)"
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units=units, units_name="units", **kwargs)
+        self.state_size = units
+        self.output_size = self.output_units
+
+    def build(self, inputs_shape, states_shape=None):
+        if len(inputs_shape) != 2 or inputs_shape[-1] is None:
+            raise ValueError(
+                "`inputs` of a CBMCell must have shape (batch, features) with "
+                f"`features` defined. Received: inputs.shape={inputs_shape}"
+            )
+        self._build_weights((), inputs_shape[-1])
+
+    def _project_input(self, inputs, kernel):
+        return ops.matmul(inputs, kernel)
+
+    def _project_state(self, state, kernel):
+        return ops.matmul(state, kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="keras_cbm")
+class CBM(BaseCBM):
+    """Context Bridge Module layer over sequences of feature vectors.
+
+    The dense counterpart of `ConvCBM2D`, with arguments like
+    `keras.layers.LSTM`: R (`r_t = activation(x_t W_R + b_R)`, no
+    recurrence), T (`c_t = recurrent_activation(td(x_t) W_T + c_{t-1} U_T +
+    b_T)`, the only recurrence) and a merge (`h_t = merge(r_t, c_t)`). The
+    input projections of all steps run before the recurrent loop.
+
+    Args:
+        units: Positive integer, the size of `r` and `c`.
+        activation: Activation of R. Defaults to `"tanh"`.
+        recurrent_activation: Activation of T. Defaults to `"sigmoid"`.
+        use_bias: Whether R and T have biases.
+        kernel_initializer, recurrent_initializer, bias_initializer:
+            Initializers of the three weights.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer:
+            Regularizers of the three weights.
+        kernel_constraint, recurrent_constraint, bias_constraint:
+            Constraints of the three weights.
+        dropout: Float in [0, 1], fraction of input units dropped.
+        recurrent_dropout: Float in [0, 1], fraction of state units dropped.
+        temporal_dropout: Float in [0, 1], the Temporal Dropout rate: the
+            probability that a training call blocks back-propagation from T
+            into the inputs for the whole sequence.
+        merge: `"multiply"` (default), `"add"` or `"concat"` (`2 * units`).
+        seed: Random seed for dropout and Temporal Dropout.
+        return_sequences: Whether to return every step's output or the last.
+        return_state: Whether to also return the last state `c`.
+        go_backwards: Whether to process the sequence backwards.
+        stateful: Whether the last state of each sample is the initial state
+            of the same sample in the next batch.
+        unroll: Whether to unroll the loop (faster for short sequences).
+
+    Call arguments:
+        sequences: A 3D tensor `(batch, time, features)`.
+        initial_state: Optional list with one tensor `(batch, units)`.
+        mask: Optional boolean tensor `(batch, time)`.
+        training: Python boolean, whether dropout and Temporal Dropout apply.
+
+    Input shape:
+        `(batch, time, features)`.
+
+    Output shape:
+        `(batch, time, output_units)` with `return_sequences`, else
+        `(batch, output_units)`; with `return_state`, also the state
+        `(batch, units)`.
+
+    Returns:
+        The output, or `[output, state]` with `return_state=True`.
+
+    Example:
+
+    >>> layer = CBM(8, merge="concat", return_sequences=True)
+    >>> layer(np.zeros((2, 5, 3))).shape
+    (2, 5, 16)
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        temporal_dropout=0.0,
+        merge="multiply",
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        cell = CBMCell(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            temporal_dropout=temporal_dropout,
+            merge=merge,
+            seed=seed,
+            name="cbm_cell",
+            dtype=kwargs.get("dtype"),
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+    units = cell_property("units")

@@ -1,0 +1,29 @@
+"""Installs keras_cbm: deep recurrent models of video for Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="keras-cbm",
+    version="0.1.0",
+    description=(
+        "Context Bridge Module recurrent layers and overlap coherence "
+        "training for deep video RNNs in Keras 3."
+    ),
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["keras_cbm", "keras_cbm.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.15",
+        "tensorflow>=2.21",
+        "tensorflow-datasets",
+        "keras-tuner",
+        # keras-tuner imports tensorboard under TensorFlow; TF 2.21 no
+        # longer installs it.
+        "tensorboard",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "jax[cpu]", "ruff"],
+    },
+)

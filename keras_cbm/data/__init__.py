@@ -1,0 +1,11 @@
+"""Clip pipelines: `tf.data` functions from a dataset of whole videos to a
+dataset of clips with alignment indices (the absolute frame index of every
+clip step).
+
+This subpackage imports TensorFlow; `keras_cbm` does not import it.
+"""
+
+from keras_cbm.data.overlapping_clips import overlapping_clips
+from keras_cbm.data.uniform_clips import uniform_clips
+
+__all__ = ["overlapping_clips", "uniform_clips"]

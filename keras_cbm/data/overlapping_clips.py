@@ -1,0 +1,204 @@
+"""Random clips of random length that overlap, for overlap coherence
+training."""
+
+import tensorflow as tf
+
+from keras_cbm.data.arguments import check_features
+from keras_cbm.data.arguments import check_integer
+from keras_cbm.data.clip_inputs import clip_inputs
+from keras_cbm.data.clip_inputs import video_id
+
+
+def overlapping_clips(
+    dataset,
+    clips_per_video,
+    min_length,
+    max_length,
+    min_overlap=1,
+    frame_stride=1,
+    seed=None,
+    video_key="video",
+    label_key="label",
+    id_key="video_id",
+    num_parallel_calls=tf.data.AUTOTUNE,
+):
+    """Samples overlapping clips of random length and start from each video.
+
+    Every video of `N` frames (`N` may differ between videos) gives
+    `clips_per_video` clips. With `frame_stride` `f`, a video is read at
+    one random phase `p` in `[0, f)`: frames `p, p + f, p + 2f, ...`, its
+    `M = ceil((N - p) / f)` steps; clip lengths, starts and overlaps count
+    these steps, and all clips of a video share the phase so that their
+    overlaps are real shared frames.
+
+    Sampling algorithm, per video:
+
+    1. Lengths: `L_k` uniform in `[min_length, min(max_length, M)]`.
+    2. Clip 0 starts uniformly in `[0, M - L_0]`.
+    3. Clip `k >= 1` picks a parent `j` uniformly among the clips
+       `0 .. k-1` and starts uniformly in
+       `[max(0, s_j - L_k + m), min(M - L_k, s_j + L_j - m)]`, where
+       `m = min_overlap`: every start in that range shares at least `m`
+       steps with clip `j`, and the range is never empty because
+       `m < min_length <= L_j, L_k <= M`.
+
+    So the clips of a video form a random tree in which every clip
+    overlaps its parent by at least `min_overlap` frames: they are
+    connected by overlaps, and clip 0 makes every start reachable.
+
+    Short videos: a video with fewer than `min_length` steps (`M <
+    min_length`) gives `clips_per_video` copies of the whole video read at
+    the phase, padded to `max_length` with `mask` False, and these overlap
+    by all their `M` frames. A video with no frames fails when read, with
+    an error naming its id.
+
+    Randomness: the clips of a video are a function of `seed`, the
+    iteration (epoch) of the returned dataset and the video's position in
+    it, drawn with stateless ops. The same seed gives the same clips in
+    every run and for every `num_parallel_calls`; each new iteration of
+    the returned dataset (each epoch of `model.fit`) gives new clips.
+    `seed=None` gives different clips in every run.
+
+    Args:
+        dataset: A `tf.data.Dataset` of dicts, one per video, holding
+            `video_key` (`(N, *frame_shape)`, any dtype), `label_key` and
+            optionally `id_key`.
+        clips_per_video: Integer >= 1, the clips `K` per video.
+        min_length: Integer >= 1, the shortest clip, in steps.
+        max_length: Integer >= `min_length`, the longest clip and the
+            padded length of every clip.
+        min_overlap: Integer in `[0, min_length - 1]`, the steps that every
+            clip shares with another clip of its video.
+        frame_stride: Integer >= 1, the distance in frames between two
+            steps of a clip.
+        seed: Integer or `None`.
+        video_key: The feature holding the frames.
+        label_key: The feature holding the label.
+        id_key: The feature holding the video's id; when the dataset has no
+            such feature the id is the video's position in `dataset`.
+        num_parallel_calls: Passed to `Dataset.map`.
+
+    Returns:
+        A `tf.data.Dataset` of pairs `(inputs, label)`, one per video, ready
+        for `.batch`, `.prefetch` and `model.fit`. `inputs` is a dict:
+        `"clips"` `(K, max_length, *frame_shape)` in the video's dtype (zero
+        on padding), `"mask"` `(K, max_length)` bool, `"alignment"` `(K,
+        max_length)` int32 (the absolute frame index of every step, -1 on
+        padding), `"video_id"` (int64 scalar, or the `id_key` feature).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> videos = tf.data.Dataset.from_tensors(
+    ...     {"video": tf.zeros((40, 8, 8, 3), "uint8"), "label": 3}
+    ... )
+    >>> clips = overlapping_clips(videos, 4, 8, 16, seed=0).batch(2)
+    >>> inputs, label = next(iter(clips))
+    >>> inputs["clips"].shape, inputs["clips"].dtype.name
+    (TensorShape([1, 4, 16, 8, 8, 3]), 'uint8')
+    """
+    check_integer("clips_per_video", clips_per_video, 1)
+    check_integer("min_length", min_length, 1)
+    check_integer("max_length", max_length, min_length, bound_name="min_length")
+    check_integer(
+        "min_overlap",
+        min_overlap,
+        0,
+        min_length - 1,
+        bound_name="min_length - 1",
+    )
+    check_integer("frame_stride", frame_stride, 1)
+    check_features(dataset, video_key=video_key, label_key=label_key)
+
+    def cut(indexed, random):
+        index, element = indexed
+        video = element[video_key]
+        alignment = sample_overlapping_clips(
+            tf.shape(video)[0],
+            clips_per_video,
+            min_length,
+            max_length,
+            min_overlap,
+            frame_stride,
+            seed=tf.stack([random, index]),
+        )
+        inputs = clip_inputs(video, alignment, video_id(element, index, id_key))
+        return inputs, element[label_key]
+
+    # One random number per element and per iteration, drawn in order
+    # before the parallel map, makes the clips independent of
+    # num_parallel_calls and new in every epoch.
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(dataset.enumerate(), randoms).map(
+        cut, num_parallel_calls=num_parallel_calls
+    )
+
+
+def sample_overlapping_clips(
+    num_frames,
+    clips_per_video,
+    min_length,
+    max_length,
+    min_overlap,
+    frame_stride,
+    seed,
+):
+    """Draws the alignment indices of overlapping clips of one video.
+
+    The algorithm and the short-video policy are those of
+    `overlapping_clips`; arguments are assumed valid.
+
+    Args:
+        num_frames: Scalar int32 tensor, the video's frames `N`.
+        clips_per_video, min_length, max_length, min_overlap, frame_stride:
+            As in `overlapping_clips`.
+        seed: Shape `(2,)` integer tensor, a stateless random seed.
+
+    Returns:
+        int32 tensor `(clips_per_video, max_length)`, the absolute frame
+        index of every clip step, -1 on padding.
+
+    Example:
+
+    >>> alignment = sample_overlapping_clips(
+    ...     100, 3, 5, 10, 1, 1, seed=[0, 0]
+    ... )
+    >>> alignment.shape
+    TensorShape([3, 10])
+    """
+    num_frames = tf.cast(num_frames, "int32")
+    uniforms = tf.random.stateless_uniform([4, clips_per_video], seed)
+    phases = tf.maximum(tf.minimum(frame_stride, num_frames), 1)
+    phase = uniform_integer(uniforms[3, 0], 0, phases - 1)
+    steps = (num_frames - phase + frame_stride - 1) // frame_stride
+    lengths = uniform_integer(
+        uniforms[0],
+        tf.minimum(min_length, steps),
+        tf.minimum(max_length, steps),
+    )
+    parents = uniform_integer(
+        uniforms[1], 0, tf.maximum(tf.range(clips_per_video) - 1, 0)
+    )
+    # A loop over the clips (static and few), not over frames: each start
+    # depends on the start of an earlier clip.
+    starts = [uniform_integer(uniforms[2, 0], 0, steps - lengths[0])]
+    for k in range(1, clips_per_video):
+        parent_start = tf.gather(tf.stack(starts), parents[k])
+        parent_length = lengths[parents[k]]
+        last = steps - lengths[k]
+        low = tf.maximum(0, parent_start - lengths[k] + min_overlap)
+        high = tf.minimum(last, parent_start + parent_length - min_overlap)
+        # Only a short video (all clips whole) can leave the range empty.
+        start = uniform_integer(uniforms[2, k], low, tf.maximum(low, high))
+        starts.append(tf.clip_by_value(start, 0, last))
+    step = tf.stack(starts)[:, None] + tf.range(max_length)[None, :]
+    in_clip = tf.range(max_length)[None, :] < lengths[:, None]
+    return tf.where(in_clip, phase + step * frame_stride, -1)
+
+
+def uniform_integer(uniform, low, high):
+    """Maps uniforms in `[0, 1)` to integers uniform in `[low, high]`."""
+    span = tf.cast(high - low + 1, uniform.dtype)
+    offset = tf.cast(tf.floor(uniform * span), "int32")
+    # float32 rounding can reach `span` itself.
+    return low + tf.minimum(offset, high - low)

@@ -34,12 +34,15 @@ def clip_inputs(video, alignment, video_id):
     with tf.control_dependencies([check]):
         frames = tf.gather(video, tf.maximum(alignment, 0))
     mask = alignment >= 0
-    frame_rank = video.shape.rank - 1
-    step_mask = tf.reshape(
-        mask, tf.concat([tf.shape(mask), tf.ones([frame_rank], "int32")], 0)
+    padding = tf.where(~mask)
+    # Zeroing the few padding frames in place: a broadcast tf.where over
+    # all frames is ~10x slower for uint8 (the pipeline's bottleneck).
+    zero_frames = tf.zeros(
+        tf.concat([tf.shape(padding)[:1], tf.shape(video)[1:]], 0),
+        video.dtype,
     )
     return {
-        "clips": tf.where(step_mask, frames, tf.zeros([], video.dtype)),
+        "clips": tf.tensor_scatter_nd_update(frames, padding, zero_frames),
         "mask": mask,
         "alignment": alignment,
         "video_id": video_id,

@@ -209,7 +209,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             state = state * self.get_recurrent_dropout_mask(state)
         recurrent_term = self._project_state(state, self.recurrent_kernel)
         new_state = self.recurrent_activation(temporal_input + recurrent_term)
-        return self._merge(representation, new_state), [new_state]
+        return self.merge_flows(representation, new_state), [new_state]
 
     def call(self, inputs, states, training=False):
         dropout_mask = self.input_dropout_mask(inputs, training)
@@ -227,7 +227,8 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             bias = ops.reshape(bias, (self.units,) + (1,) * spatial_rank)
         return outputs + bias
 
-    def _merge(self, representation, state):
+    def merge_flows(self, representation, state):
+        """The merge unit: `h = merge(r, c)`."""
         if self.merge == "multiply":
             return representation * state
         if self.merge == "add":
@@ -313,7 +314,8 @@ class BaseCBM(layers.RNN):
                 f"{step_ndim + 1}, {self.cell.step_layout}. Received: "
                 f"sequences.shape={tuple(shape)}"
             )
-        channels = shape[self.cell.channel_axis]
+        axis = self.cell.channel_axis
+        channels = shape[axis + 1 if axis >= 0 else axis]  # After `time`.
         if channels is None:
             raise ValueError(
                 f"The channel axis of `sequences` of layer '{self.name}' "
@@ -336,28 +338,44 @@ class BaseCBM(layers.RNN):
 
         batch_size, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
         frames = ops.reshape(sequences, (-1,) + tuple(sequences.shape[2:]))
-        projections = [
+        step_inputs = [
             ops.reshape(p, (batch_size, steps) + tuple(p.shape[1:]))
             for p in cell.project_inputs(frames, training)
         ]
+        states = list(initial_state)
+        if mask is not None:
+            # Masking is done here rather than by the backend loop, whose
+            # JAX version takes the first state (`c`) for the last output.
+            # (batch, time, 1): TensorFlow's loop needs inputs of rank >= 3.
+            step_inputs.append(ops.expand_dims(ops.cast(mask, "bool"), -1))
+            first_output = cell.merge_flows(step_inputs[0][:, 0], states[0])
+            states.append(ops.zeros_like(first_output))
 
-        def step(step_projections, states):
-            representation, temporal_input = step_projections
-            return cell.recurrent_step(
-                representation, temporal_input, states[0], training
+        def step(inputs, states):
+            output, new_states = cell.recurrent_step(
+                inputs[0], inputs[1], states[0], training
             )
+            if mask is None:
+                return output, new_states
+            keep = ops.reshape(
+                inputs[2], (-1,) + (1,) * (len(output.shape) - 1)
+            )
+            previous_output = states[1]
+            if self.zero_output_for_mask:
+                previous_output = ops.zeros_like(output)
+            output = ops.where(keep, output, previous_output)
+            return output, [ops.where(keep, new_states[0], states[0]), output]
 
-        return keras_rnn(
+        last_output, outputs, final_states = keras_rnn(
             step,
-            tuple(projections),
-            list(initial_state),
+            tuple(step_inputs),
+            states,
             go_backwards=self.go_backwards,
-            mask=mask,
             unroll=self.unroll,
             input_length=sequences.shape[1],
-            zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=self.return_sequences,
         )
+        return last_output, outputs, final_states[:1]
 
     def get_config(self):
         config = super().get_config()

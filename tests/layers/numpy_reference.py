@@ -1,0 +1,107 @@
+"""A step-by-step NumPy float64 reference of the CBM (method.md, section 1).
+
+Independent of the layer code: convolutions are written here, T's kernel is
+the reference's single kernel over `[x_t, c_{t-1}]` (input channels first,
+then state channels), and R and T can be fed different inputs so that
+finite differences can isolate one path's gradient.
+"""
+
+import itertools
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _same_padding(size, kernel, stride, dilation):
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv(x, w, strides=1, padding="same", dilation=1):
+    """N-d convolution, channels last: x `(B, *spatial, C)`, w `(*k, C, F)`.
+
+    Zero spatial dimensions make it a matrix product.
+    """
+    rank = x.ndim - 2
+    strides = (strides,) * rank if np.isscalar(strides) else strides
+    dilation = (dilation,) * rank if np.isscalar(dilation) else dilation
+    kernel = w.shape[:rank]
+    if padding == "same":
+        pads = [
+            _same_padding(x.shape[1 + i], kernel[i], strides[i], dilation[i])
+            for i in range(rank)
+        ]
+        x = np.pad(x, [(0, 0)] + pads + [(0, 0)])
+    out_shape = [
+        (x.shape[1 + i] - (kernel[i] - 1) * dilation[i] - 1) // strides[i] + 1
+        for i in range(rank)
+    ]
+    out = np.zeros((x.shape[0], *out_shape, w.shape[-1]))
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        window = tuple(
+            slice(
+                offset[i] * dilation[i],
+                offset[i] * dilation[i] + (out_shape[i] - 1) * strides[i] + 1,
+                strides[i],
+            )
+            for i in range(rank)
+        )
+        out += x[(slice(None),) + window] @ w[offset]
+    return out
+
+
+def cbm_sequence(
+    x_r,
+    x_t,
+    kernel,
+    recurrent_kernel,
+    bias,
+    merge="multiply",
+    strides=1,
+    padding="same",
+    dilation=1,
+    activation=np.tanh,
+    recurrent_activation=sigmoid,
+):
+    """Runs the CBM over a channels-last sequence, one step at a time.
+
+    Args:
+        x_r: `(B, T, *spatial, C)`, the input R sees.
+        x_t: `(B, T, *spatial, C)`, the input T sees (normally `x_r`).
+        kernel, recurrent_kernel, bias: the layer's weights.
+
+    Returns:
+        `(outputs (B, T, ...), last state c)`.
+    """
+    filters = recurrent_kernel.shape[-1]
+    channels = kernel.shape[-2]
+    w_r = kernel[..., :filters]
+    # The reference implementation's single T kernel over [x_t, c_{t-1}].
+    w_t = np.concatenate([kernel[..., filters:], recurrent_kernel], axis=-2)
+    b_r, b_t = bias[:filters], bias[filters:]
+    one_conv = np.all(np.equal(strides, 1)) and padding == "same"
+    one_conv = one_conv and np.all(np.equal(dilation, 1))
+    geometry = dict(strides=strides, padding=padding, dilation=dilation)
+    state, outputs = None, []
+    for t in range(x_r.shape[1]):
+        r = activation(conv(x_r[:, t], w_r, **geometry) + b_r)
+        if state is None:
+            state = np.zeros(r.shape[:-1] + (filters,))
+        if one_conv:
+            both = np.concatenate([x_t[:, t], state], axis=-1)
+            pre_t = conv(both, w_t)
+        else:
+            pre_t = conv(x_t[:, t], w_t[..., :channels, :], **geometry)
+            pre_t = pre_t + conv(state, w_t[..., channels:, :])
+        state = recurrent_activation(pre_t + b_t)
+        if merge == "multiply":
+            outputs.append(r * state)
+        elif merge == "add":
+            outputs.append(r + state)
+        else:
+            outputs.append(np.concatenate([r, state], axis=-1))
+    return np.stack(outputs, axis=1), state

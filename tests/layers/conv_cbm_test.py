@@ -11,21 +11,11 @@ from keras_cbm.layers import ConvCBM2D
 from keras_cbm.layers import ConvCBM3D
 from keras_cbm.layers import ConvCBMCell
 from tests.layers import numpy_reference
-from tests.layers.gradients import layer_gradients
+from tests.layers.testing_utils import layer_gradients
+from tests.layers.testing_utils import random_sequences
+from tests.layers.testing_utils import randomize_weights
 
 BATCH, STEPS, SIZE, CHANNELS, FILTERS = 2, 4, 7, 3, 4
-
-
-def randomize_weights(layer, seed=0):
-    rng = np.random.default_rng(seed)
-    layer.set_weights(
-        [rng.normal(0.0, 0.3, w.shape) for w in layer.get_weights()]
-    )
-    return [w.astype("float64") for w in layer.get_weights()]
-
-
-def random_sequences(shape, seed=1):
-    return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
 class ConvCBM2DReferenceTest(testing.TestCase):

@@ -1,11 +1,21 @@
-"""Gradients of a layer's weighted output, on whichever backend runs.
-
-The layers are backend-agnostic; differentiation is not, so the tests ask
-this module for gradients.
-"""
+"""Shared test helpers: random data and weights, and gradients on whichever
+backend runs (the layers are backend-agnostic; differentiation is not)."""
 
 import keras
 import numpy as np
+
+
+def randomize_weights(layer, seed=0):
+    """Gives `layer` random normal weights; returns them in float64."""
+    rng = np.random.default_rng(seed)
+    layer.set_weights(
+        [rng.normal(0.0, 0.3, w.shape) for w in layer.get_weights()]
+    )
+    return [w.astype("float64") for w in layer.get_weights()]
+
+
+def random_sequences(shape, seed=1):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
 def _weighted_sum(outputs, cotangent):

@@ -56,8 +56,10 @@ def overlapping_clips(
     iteration (epoch) of the returned dataset and the video's position in
     it, drawn with stateless ops. The same seed gives the same clips in
     every run and for every `num_parallel_calls`; each new iteration of
-    the returned dataset (each epoch of `model.fit`) gives new clips.
-    `seed=None` gives different clips in every run.
+    the returned dataset (each epoch of `model.fit`, each pass of a
+    `.repeat()` after it) gives new clips. `seed=None` gives different
+    clips in every run. As for every seeded TensorFlow op, a global seed
+    set with `tf.random.set_seed` takes part too.
 
     Args:
         dataset: A `tf.data.Dataset` of dicts, one per video, holding

@@ -129,6 +129,8 @@ def test_each_epoch_gives_new_clips_and_same_seed_repeats_epochs():
     second_run = clip_pipeline(seed=7)
     for epoch in epochs:
         np.testing.assert_array_equal(alignments(second_run), epoch)
+    repeated = alignments(clip_pipeline(seed=7).repeat(2))
+    np.testing.assert_array_equal(repeated, np.concatenate(epochs[:2]))
 
 
 class AlignmentTotal(keras.layers.Layer):

@@ -66,7 +66,7 @@ def parse_args():
     parser.add_argument("--filters", type=int, default=8)
     parser.add_argument("--classes", type=int, default=101)
     parser.add_argument(
-        "--pipeline-batches", type=int, default=200, help="batches timed"
+        "--pipeline-batches", type=int, default=1000, help="batches timed"
     )
     parser.add_argument(
         "--train-steps", type=int, default=10, help="training steps timed"

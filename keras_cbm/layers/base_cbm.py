@@ -10,7 +10,7 @@ from keras import random
 from keras import regularizers
 
 from keras_cbm.layers.keras_internals import DropoutRNNCell
-from keras_cbm.layers.keras_internals import keras_rnn
+from keras_cbm.layers.keras_internals import recurrent_loop
 from keras_cbm.layers.temporal_dropout import check_rate
 from keras_cbm.layers.temporal_dropout import sample_gradient_gate
 from keras_cbm.layers.temporal_dropout import temporal_dropout
@@ -366,13 +366,12 @@ class BaseCBM(layers.RNN):
             output = ops.where(keep, output, previous_output)
             return output, [ops.where(keep, new_states[0], states[0]), output]
 
-        last_output, outputs, final_states = keras_rnn(
+        last_output, outputs, final_states = recurrent_loop(
             step,
             tuple(step_inputs),
             states,
             go_backwards=self.go_backwards,
             unroll=self.unroll,
-            input_length=sequences.shape[1],
             return_all_outputs=self.return_sequences,
         )
         return last_output, outputs, final_states[:1]

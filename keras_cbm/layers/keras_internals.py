@@ -1,22 +1,63 @@
 """The private Keras parts the CBM layers rely on, imported in one place.
 
-Keras 3 has no public API for a recurrent loop over precomputed inputs, for
-the dropout-mask cache that `keras.layers.RNN` primes before its loop, or for
-the argument and shape helpers its own conv RNNs use. If a Keras release moves
-one of them, this is the only module to change.
+Keras 3 has no public API for a recurrent loop over precomputed inputs
+(`recurrent_loop` wraps the backend's), for the dropout-mask cache that
+`keras.layers.RNN` primes before its loop, or for the argument and shape
+helpers its own conv RNNs use. If a Keras release moves one of them, this is
+the only module to change.
 """
 
-from keras.src.backend import rnn as keras_rnn
+from keras.src.backend import rnn as _keras_rnn
 from keras.src.backend import standardize_data_format
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.ops.operation_utils import compute_conv_output_shape
 from keras.src.utils.argument_validation import standardize_padding
 from keras.src.utils.argument_validation import standardize_tuple
 
+# Keras' TensorFlow loop replaces a missing `input_length` by
+# `inputs.shape[1]`, which a tuple of inputs lacks; an int bound is only the
+# loop's iteration limit (it stops at the real length), so a large one serves.
+_UNKNOWN_LENGTH_BOUND = 2**31 - 1
+
+
+def recurrent_loop(
+    step_function,
+    inputs,
+    initial_states,
+    go_backwards=False,
+    unroll=False,
+    return_all_outputs=True,
+):
+    """Runs `step_function` over the time axis of a tuple of sequences.
+
+    Args:
+        step_function: `(step_inputs, states) -> (output, new_states)`, where
+            `step_inputs` is the tuple of `inputs` at one step.
+        inputs: A tuple of `(batch, time, ...)` tensors (rank >= 3).
+        initial_states: A list of tensors.
+        go_backwards: Whether to iterate from the last step to the first.
+        unroll: Whether to unroll the loop (needs a static time length).
+        return_all_outputs: Whether to return all outputs or only the last.
+
+    Returns:
+        `(last_output, outputs, new_states)`, as `keras.layers.RNN` expects
+        from `inner_loop`.
+    """
+    return _keras_rnn(
+        step_function,
+        inputs,
+        initial_states,
+        go_backwards=go_backwards,
+        unroll=unroll,
+        input_length=inputs[0].shape[1] or _UNKNOWN_LENGTH_BOUND,
+        return_all_outputs=return_all_outputs,
+    )
+
+
 __all__ = [
     "DropoutRNNCell",
     "compute_conv_output_shape",
-    "keras_rnn",
+    "recurrent_loop",
     "standardize_data_format",
     "standardize_padding",
     "standardize_tuple",

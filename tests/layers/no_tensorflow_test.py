@@ -1,0 +1,39 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    class NoTensorFlow:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("TensorFlow is not installed here")
+
+    sys.meta_path.insert(0, NoTensorFlow())
+    import numpy as np
+    from keras_cbm.layers import CBM, ConvCBM2D
+
+    frames = np.zeros((2, 3, 8, 8, 1), "float32")
+    print(ConvCBM2D(4, 3, padding="same")(frames).shape)
+    print(CBM(4)(np.zeros((2, 3, 5), "float32")).shape)
+    assert not any(m.split(".")[0] == "tensorflow" for m in sys.modules)
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax"])
+def test_layers_import_and_run_without_tensorflow(backend):
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["(2,", "8,", "8,", "4)", "(2,", "4)"]

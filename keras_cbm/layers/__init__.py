@@ -18,3 +18,8 @@ __all__ = [
     "ConvCBM3D",
     "ConvCBMCell",
 ]
+
+from keras_cbm.layers.deep_cbm import DeepCBM  # noqa: E402
+from keras_cbm.layers.frame_aggregation import FrameAggregation  # noqa: E402
+
+__all__ += ["DeepCBM", "FrameAggregation"]

@@ -1,0 +1,483 @@
+"""A deep stack of recurrent convolutional layers with residual shortcuts."""
+
+import keras
+from keras import activations
+from keras import initializers
+from keras import layers
+from keras import ops
+
+from keras_cbm.layers.conv_cbm2d import ConvCBM2D
+from keras_cbm.layers.temporal_dropout import check_rate
+
+CELLS = ("cbm", "convlstm")
+SHORTCUTS = ("auto", "conv")
+
+
+def apply_per_frame(function, sequences):
+    """Applies a frame function to `(batch, time, ...)` sequences.
+
+    Time is folded into the batch with reshapes, so `function` sees
+    `(batch * time, ...)` frames. Unlike `keras.layers.TimeDistributed` in
+    Keras 3.15, this keeps the right time length when batch and time are
+    both dynamic in a traced function.
+
+    Args:
+        function: A callable from `(frames, ...)` to `(frames, ...)`.
+        sequences: A tensor `(batch, time, ...)` with static dimensions
+            after `time`.
+
+    Returns:
+        `function`'s output with `(batch, time)` restored in front.
+    """
+    batch_size, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
+    outputs = function(
+        ops.reshape(sequences, (-1,) + tuple(sequences.shape[2:]))
+    )
+    return ops.reshape(outputs, (batch_size, steps) + tuple(outputs.shape[1:]))
+
+
+def _per_layer(name, value, depth, check):
+    """`value` for every layer: a list of `depth` checked items, or one."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) == 1:
+        values = values * depth
+    if len(values) != depth:
+        raise ValueError(
+            f"`{name}` must be one value or a list of `depth={depth}` "
+            f"values. Received: {name}={value!r} ({len(values)} values)"
+        )
+    for item in values:
+        check(name, item)
+    return values
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer or a list of them. "
+            f"Received: {name} holding {value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_cbm")
+class DeepCBM(layers.Layer):
+    """A deep stack of `ConvCBM2D` (or `ConvLSTM2D`) layers over video.
+
+    Layer `i` (counted from 1) is a recurrent convolution with `filters[i]`
+    filters, `kernel_size[i]`, `strides[i]` and `"same"` padding, optionally
+    followed by a batch normalisation of its output. Residual shortcuts span
+    `jump_stride` layers: the last layer of each block adds the block's input
+    to its output. Blocks are counted from the top, so the first
+    `depth % jump_stride` layers form a stem without shortcut (a 17-layer
+    stack with `jump_stride=2` is the ResNet-18 layout: one stem layer, then
+    eight two-layer blocks). A shortcut is the identity, or a 1x1
+    convolution (strided by the block's downsampling) where channels or
+    resolution change; `shortcut="conv"` always uses the convolution, with a
+    ReLU, as the reference backbone-supported model does. Layers listed in
+    `pool_after` are followed, after their shortcut, by a 2x2 max-pool of
+    stride 2 and `"same"` padding (7x7 -> 4x4 -> 2x2 -> 1x1).
+
+    Every recurrent layer returns all steps; pooling, shortcuts and batch
+    normalisation run on all `batch * time` frames at once. The time mask
+    reaches every recurrent layer and excludes masked frames from the
+    batch statistics.
+
+    The reference's backbone-supported model initialises the CBM
+    convolutions with Xavier-normal of gain 3.0 and zero biases:
+    `keras.initializers.VarianceScaling(9.0, "fan_avg",
+    "untruncated_normal")` for `kernel_initializer` and
+    `recurrent_initializer`. Keras takes the fans of the whole CBM kernel,
+    whose outputs are `[W_R, W_T]` (`2 * filters`), so `W_R` gets 2/3 of the
+    reference's variance when input and output channels are equal. The
+    reference clips gradient values to +-5: compile with an optimizer made
+    with `clipvalue=5.0`.
+
+    Args:
+        depth: Positive integer, the number of recurrent layers.
+        filters: Positive integer, or a list of `depth` of them.
+        kernel_size: Positive integer (square kernels), or a list of `depth`.
+        strides: Positive integer, or a list of `depth`: the strides of each
+            layer's input convolutions.
+        jump_stride: Positive integer, the layers spanned by a shortcut, or
+            `None` for no shortcuts.
+        shortcut: `"auto"` (identity unless the shape changes, then a 1x1
+            convolution) or `"conv"` (always 1x1 convolution and ReLU).
+        pool_after: Layer indices in `[1, depth]` followed by max-pooling.
+        temporal_dropout: Temporal Dropout rate in `[0, 1]`, or a list of
+            `depth` rates (CBM layers only; `ConvLSTM2D` has none).
+        merge: The CBM merge, `"multiply"`, `"add"` or `"concat"` (CBM only).
+        activation: Activation of R in CBM layers (of the cell input and
+            output in `ConvLSTM2D`).
+        recurrent_activation: Activation of T (of the LSTM gates).
+        batch_norm: Whether to normalise each layer's output (and each
+            shortcut convolution). The reference normalises the two
+            convolutions inside the CBM cell before their activations, with
+            statistics per time step; here one batch normalisation per layer
+            normalises the merged output with statistics over all unmasked
+            `batch * time` frames, and the cell equations are unchanged.
+        cell: `"cbm"` for `ConvCBM2D` layers, `"convlstm"` for
+            `keras.layers.ConvLSTM2D` layers of the same layout (their
+            state is `[h, c]`; their forget-gate bias starts at 1).
+        kernel_initializer: Initializer of the input kernels.
+        recurrent_initializer: Initializer of the recurrent kernels.
+        bias_initializer: Initializer of the recurrent layers' biases.
+        seed: Integer seed for Temporal Dropout; layer `i` gets `seed + i`.
+        return_state: Whether to also return every layer's final state.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        sequences: A 5D tensor `(batch, time, rows, cols, channels)`.
+        initial_state: Optional list with one entry per layer, each the list
+            that layer's `initial_state` takes: `[c]` for a CBM layer,
+            `[h, c]` for a `ConvLSTM2D` layer.
+        mask: Optional boolean tensor `(batch, time)`, `False` for steps to
+            skip.
+        training: Python boolean, whether Temporal Dropout and batch
+            normalisation run in training mode.
+
+    Input shape:
+        `(batch, time, rows, cols, channels)`, with static rows, cols and
+        channels.
+
+    Output shape:
+        `(batch, time, new_rows, new_cols, output_channels)`. With
+        `return_state`, the states follow in `initial_state`'s structure.
+
+    Returns:
+        The per-frame outputs, or `(outputs, states)` with `return_state`.
+        Running a video in consecutive pieces, each started from the states
+        the previous one returned, equals running it in one call.
+
+    Example:
+
+    >>> frames = np.random.rand(2, 3, 7, 7, 8).astype("float32")
+    >>> stack = DeepCBM(depth=15, filters=8, jump_stride=5,
+    ...                 pool_after=(5, 10, 15), return_state=True)
+    >>> outputs, states = stack(frames)
+    >>> tuple(outputs.shape), len(states), tuple(states[0][0].shape)
+    ((2, 3, 1, 1, 8), 15, (2, 7, 7, 8))
+    """
+
+    def __init__(
+        self,
+        depth,
+        filters,
+        kernel_size=3,
+        strides=1,
+        jump_stride=None,
+        shortcut="auto",
+        pool_after=(),
+        temporal_dropout=0.0,
+        merge="multiply",
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        batch_norm=False,
+        cell="cbm",
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        seed=None,
+        return_state=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int("depth", depth)
+        if jump_stride is not None:
+            _check_positive_int("jump_stride", jump_stride)
+        if cell not in CELLS:
+            raise ValueError(
+                f"`cell` must be one of {CELLS}. Received: cell={cell!r}"
+            )
+        if shortcut not in SHORTCUTS:
+            raise ValueError(
+                f"`shortcut` must be one of {SHORTCUTS}. "
+                f"Received: shortcut={shortcut!r}"
+            )
+        pools = tuple(pool_after)
+        if not all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= depth
+            for i in pools
+        ):
+            raise ValueError(
+                f"`pool_after` must hold layer indices in [1, depth={depth}]. "
+                f"Received: pool_after={pool_after!r}"
+            )
+        self.depth = depth
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.jump_stride = jump_stride
+        self.shortcut = shortcut
+        self.pool_after = pools
+        self.temporal_dropout = temporal_dropout
+        self.merge = merge
+        self.activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.batch_norm = batch_norm
+        self.cell = cell
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.seed = seed
+        self.return_state = return_state
+        self.supports_masking = True
+
+        self._layer_filters = _per_layer(
+            "filters", filters, depth, _check_positive_int
+        )
+        kernel_sizes = _per_layer(
+            "kernel_size", kernel_size, depth, _check_positive_int
+        )
+        self._layer_strides = _per_layer(
+            "strides", strides, depth, _check_positive_int
+        )
+        rates = _per_layer(
+            "temporal_dropout", temporal_dropout, depth, check_rate
+        )
+        self.recurrent_layers = [
+            self._recurrent_layer(i, f, k, s, rate)
+            for i, (f, k, s, rate) in enumerate(
+                zip(
+                    self._layer_filters,
+                    kernel_sizes,
+                    self._layer_strides,
+                    rates,
+                    strict=True,
+                )
+            )
+        ]
+        self.norms = [
+            layers.BatchNormalization(
+                name=f"batch_norm_{i + 1}", dtype=self.dtype_policy
+            )
+            if batch_norm
+            else None
+            for i in range(depth)
+        ]
+        self.pools = [
+            layers.MaxPooling2D(
+                2,
+                2,
+                padding="same",
+                name=f"pool_{i + 1}",
+                dtype=self.dtype_policy,
+            )
+            if i + 1 in pools
+            else None
+            for i in range(depth)
+        ]
+
+    def _recurrent_layer(self, index, filters, kernel_size, strides, rate):
+        common = dict(
+            filters=filters,
+            kernel_size=kernel_size,
+            strides=strides,
+            padding="same",
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            kernel_initializer=self.kernel_initializer,
+            recurrent_initializer=self.recurrent_initializer,
+            bias_initializer=self.bias_initializer,
+            seed=None if self.seed is None else self.seed + index,
+            return_sequences=True,
+            return_state=True,
+            dtype=self.dtype_policy,
+        )
+        if self.cell == "convlstm":
+            return layers.ConvLSTM2D(name=f"conv_lstm_{index + 1}", **common)
+        return ConvCBM2D(
+            merge=self.merge,
+            temporal_dropout=rate,
+            name=f"cbm_{index + 1}",
+            **common,
+        )
+
+    def _block_start(self, index):
+        """The first layer of the block that layer `index` closes, or None."""
+        if self.jump_stride is None:
+            return None
+        stem = self.depth % self.jump_stride
+        if index < stem or (index + 1 - stem) % self.jump_stride:
+            return None
+        return index + 1 - self.jump_stride
+
+    def _downsampling(self, start, end):
+        """Resolution factor of layers `start..end`: with `"same"` padding
+        every reduction is a ceiling division, and those compose."""
+        factor = 1
+        for i in range(start, end + 1):
+            factor *= self._layer_strides[i]
+            if i < end and self.pools[i] is not None:
+                factor *= 2
+        return factor
+
+    def _walk_shapes(self, sequences_shape):
+        """Per layer: (input, recurrent output, output) shapes, and states."""
+        shape = tuple(sequences_shape)
+        walk = []
+        for index, layer in enumerate(self.recurrent_layers):
+            output_shape, *state_shapes = layer.compute_output_shape(shape)
+            merged_shape = tuple(output_shape)
+            if self.pools[index] is not None:
+                frame_shape = self.pools[index].compute_output_shape(
+                    (None,) + merged_shape[2:]
+                )
+                output_shape = merged_shape[:2] + tuple(frame_shape[1:])
+            walk.append(
+                (shape, merged_shape, tuple(output_shape), state_shapes)
+            )
+            shape = tuple(output_shape)
+        return walk
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        if len(sequences_shape) != 5:
+            raise ValueError(
+                f"`sequences` of layer '{self.name}' must have rank 5, "
+                "(batch, time, rows, cols, channels). Received: "
+                f"sequences.shape={tuple(sequences_shape)}"
+            )
+        walk = self._walk_shapes(sequences_shape)
+        # Shortcuts depend on the input's channels, known only here.
+        shortcut_convs = [None] * self.depth
+        shortcut_norms = [None] * self.depth
+        for index, (shape, merged_shape, _, _) in enumerate(walk):
+            self.recurrent_layers[index].build(shape)
+            if self.norms[index] is not None:
+                self.norms[index].build((None,) + merged_shape[2:])
+            start = self._block_start(index)
+            if start is None:
+                continue
+            block_shape = walk[start][0]
+            if self.shortcut == "auto" and block_shape[2:] == merged_shape[2:]:
+                continue
+            conv = layers.Conv2D(
+                merged_shape[-1],
+                1,
+                strides=self._downsampling(start, index),
+                padding="same",
+                use_bias=not self.batch_norm,
+                name=f"shortcut_{index + 1}",
+                dtype=self.dtype_policy,
+            )
+            conv.build((None,) + block_shape[2:])
+            shortcut_convs[index] = conv
+            if self.batch_norm:
+                norm = layers.BatchNormalization(
+                    name=f"shortcut_batch_norm_{index + 1}",
+                    dtype=self.dtype_policy,
+                )
+                norm.build((None,) + merged_shape[2:])
+                shortcut_norms[index] = norm
+        # Assigned whole: Keras tracks the layers in a list when it is set.
+        self.shortcut_convs = shortcut_convs
+        self.shortcut_norms = shortcut_norms
+        self.built = True
+
+    def _normalize(self, norm, sequences, frame_mask, training):
+        def normalize(frames):
+            mask = None
+            if frame_mask is not None:
+                mask = ops.broadcast_to(
+                    ops.reshape(frame_mask, (-1, 1, 1)), ops.shape(frames)[:3]
+                )
+            return norm(frames, training=training, mask=mask)
+
+        return apply_per_frame(normalize, sequences)
+
+    def _project_shortcut(self, index, sequences, frame_mask, training):
+        outputs = apply_per_frame(self.shortcut_convs[index], sequences)
+        if self.shortcut_norms[index] is not None:
+            outputs = self._normalize(
+                self.shortcut_norms[index], outputs, frame_mask, training
+            )
+        if self.shortcut == "conv":
+            outputs = activations.relu(outputs)
+        return outputs
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        if initial_state is not None and len(initial_state) != self.depth:
+            raise ValueError(
+                f"`initial_state` of layer '{self.name}' must hold one list of "
+                f"states per layer ({self.depth}). Received: "
+                f"{len(initial_state)} entries"
+            )
+        frame_mask = None if mask is None else ops.reshape(mask, (-1,))
+        block_inputs = []
+        final_states = []
+        outputs = sequences
+        for index, layer in enumerate(self.recurrent_layers):
+            block_inputs.append(outputs)
+            outputs, *states = layer(
+                outputs,
+                initial_state=None
+                if initial_state is None
+                else initial_state[index],
+                mask=mask,
+                training=training,
+            )
+            final_states.append(states)
+            if self.norms[index] is not None:
+                outputs = self._normalize(
+                    self.norms[index], outputs, frame_mask, training
+                )
+            start = self._block_start(index)
+            if start is not None:
+                residual = block_inputs[start]
+                if self.shortcut_convs[index] is not None:
+                    residual = self._project_shortcut(
+                        index, residual, frame_mask, training
+                    )
+                outputs = outputs + residual
+            if self.pools[index] is not None:
+                outputs = apply_per_frame(self.pools[index], outputs)
+        if self.return_state:
+            return outputs, final_states
+        return outputs
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        walk = self._walk_shapes(sequences_shape)
+        outputs_shape = walk[-1][2]
+        if self.return_state:
+            return outputs_shape, [list(states) for *_, states in walk]
+        return outputs_shape
+
+    def compute_mask(self, sequences, mask=None):
+        if self.return_state:
+            return mask, None
+        return mask
+
+    @property
+    def shortcut_count(self):
+        """The number of residual shortcuts: `depth // jump_stride`."""
+        if self.jump_stride is None:
+            return 0
+        return self.depth // self.jump_stride
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "depth": self.depth,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "jump_stride": self.jump_stride,
+            "shortcut": self.shortcut,
+            "pool_after": self.pool_after,
+            "temporal_dropout": self.temporal_dropout,
+            "merge": self.merge,
+            "activation": activations.serialize(self.activation),
+            "recurrent_activation": activations.serialize(
+                self.recurrent_activation
+            ),
+            "batch_norm": self.batch_norm,
+            "cell": self.cell,
+            "kernel_initializer": initializers.serialize(
+                self.kernel_initializer
+            ),
+            "recurrent_initializer": initializers.serialize(
+                self.recurrent_initializer
+            ),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "seed": self.seed,
+            "return_state": self.return_state,
+        }

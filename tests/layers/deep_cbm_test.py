@@ -1,0 +1,381 @@
+import doctest
+import os
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras.src import testing
+
+from keras_cbm.layers import ConvCBM2D
+from keras_cbm.layers import DeepCBM
+from keras_cbm.layers import deep_cbm
+from tests.layers.testing_utils import random_sequences
+
+# The standalone (ResNet-18-like) layout: a 7x7 stride-2 stem, max-pooling,
+# then four stages of two 2-layer blocks, the first of stages 2-4 strided.
+RESNET18_LAYOUT = dict(
+    depth=17,
+    kernel_size=[7] + [3] * 16,
+    strides=[2, 1, 1, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1],
+    jump_stride=2,
+    pool_after=(1,),
+)
+# Eager JAX compiles every op for every new shape: tests of the layout, which
+# no backend changes, run on TensorFlow only; the numerics run on both.
+layout_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="layout logic; slow to compile op by op on eager JAX",
+)
+REFERENCE_INIT = keras.initializers.VarianceScaling(
+    9.0, "fan_avg", "untruncated_normal"
+)
+
+
+def zero_weights(layer):
+    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+
+
+class DeepCBMLayoutTest(testing.TestCase):
+    @parameterized.parameters("cbm", "convlstm")
+    def test_backbone_layout_pools_7x7_to_1x1(self, cell):
+        stack = DeepCBM(
+            depth=15,
+            filters=4,
+            jump_stride=5,
+            pool_after=(5, 10, 15),
+            cell=cell,
+            return_state=True,
+        )
+        outputs, states = stack(random_sequences((2, 3, 7, 7, 4)))
+        self.assertEqual(tuple(outputs.shape), (2, 3, 1, 1, 4))
+        # The state of layer i has layer i's resolution, before its pool.
+        sizes = [tuple(s[0].shape[1:3]) for s in states]
+        self.assertEqual(sizes, [(7, 7)] * 5 + [(4, 4)] * 5 + [(2, 2)] * 5)
+        self.assertEqual(stack.shortcut_count, 3)
+        layer_type = ConvCBM2D if cell == "cbm" else keras.layers.ConvLSTM2D
+        self.assertTrue(
+            all(type(r) is layer_type for r in stack.recurrent_layers)
+        )
+        self.assertLen(states[0], 1 if cell == "cbm" else 2)
+
+    @parameterized.parameters("cbm", "convlstm")
+    def test_conv_shortcut_count_is_depth_over_jump_stride(self, cell):
+        stack = DeepCBM(
+            depth=15, filters=4, jump_stride=5, shortcut="conv", cell=cell
+        )
+        stack.build((None, None, 7, 7, 4))
+        convs = [c for c in stack.shortcut_convs if c is not None]
+        self.assertLen(convs, 15 // 5)
+        self.assertEqual(
+            [c.name for c in convs],
+            ["shortcut_5", "shortcut_10", "shortcut_15"],
+        )
+
+    def test_resnet18_layout_resolutions_at_224(self):
+        stack = DeepCBM(
+            filters=[64] * 5 + [128] * 4 + [256] * 4 + [512] * 4,
+            return_state=True,
+            **RESNET18_LAYOUT,
+        )
+        outputs, states = stack.compute_output_shape((None, 5, 224, 224, 3))
+        sizes = [s[0][1] for s in states]
+        self.assertEqual(
+            sizes, [112] + [56] * 4 + [28] * 4 + [14] * 4 + [7] * 4
+        )
+        self.assertEqual(outputs, (None, 5, 7, 7, 512))
+
+    @layout_only
+    def test_resnet18_layout_runs_with_strided_shortcuts(self):
+        stack = DeepCBM(
+            filters=[2] * 5 + [3] * 4 + [4] * 4 + [5] * 4,
+            activation="relu",
+            return_state=True,
+            **RESNET18_LAYOUT,
+        )
+        outputs, states = stack(random_sequences((1, 2, 32, 32, 3)))
+        self.assertEqual(tuple(outputs.shape), (1, 2, 1, 1, 5))
+        sizes = [tuple(s[0].shape[1:]) for s in states]
+        self.assertEqual(
+            sizes,
+            [(16, 16, 2)]
+            + [(8, 8, 2)] * 4
+            + [(4, 4, 3)] * 4
+            + [(2, 2, 4)] * 4
+            + [(1, 1, 5)] * 4,
+        )
+        # Eight blocks; the three that change shape project with stride 2.
+        self.assertEqual(stack.shortcut_count, 8)
+        convs = {
+            c.name: c.strides for c in stack.shortcut_convs if c is not None
+        }
+        self.assertEqual(
+            convs,
+            {f"shortcut_{i}": (2, 2) for i in (7, 11, 15)},
+        )
+
+    @layout_only
+    def test_pool_inside_a_block_strides_its_shortcut(self):
+        stack = DeepCBM(depth=3, filters=4, jump_stride=3, pool_after=(1, 2))
+        stack.build((None, None, 9, 9, 4))
+        self.assertEqual(stack.shortcut_convs[2].strides, (4, 4))
+        outputs = stack(random_sequences((1, 2, 9, 9, 4)))
+        self.assertEqual(tuple(outputs.shape), (1, 2, 3, 3, 4))
+
+    def test_per_layer_arguments_reach_the_layers(self):
+        stack = DeepCBM(
+            depth=3,
+            filters=[2, 3, 4],
+            kernel_size=[5, 3, 1],
+            temporal_dropout=[1.0, 0.5, 0.0],
+            merge="concat",
+            activation="relu",
+            kernel_initializer=REFERENCE_INIT,
+            seed=7,
+        )
+        stack.build((None, None, 6, 6, 1))
+        layers = stack.recurrent_layers
+        self.assertEqual([r.filters for r in layers], [2, 3, 4])
+        self.assertEqual(
+            [r.kernel_size for r in layers], [(5, 5), (3, 3), (1, 1)]
+        )
+        self.assertEqual([r.temporal_dropout for r in layers], [1.0, 0.5, 0.0])
+        self.assertEqual([r.cell.seed for r in layers], [7, 8, 9])
+        self.assertTrue(all(r.merge == "concat" for r in layers))
+        self.assertIs(layers[0].activation, keras.activations.relu)
+        # "concat" doubles the channels each next layer sees.
+        self.assertEqual(layers[2].cell.kernel.shape, (1, 1, 6, 8))
+        self.assertEqual(
+            stack.compute_output_shape((None, None, 6, 6, 1)),
+            (None, None, 6, 6, 8),
+        )
+
+    def test_reference_initializer_gives_xavier_normal_gain_3(self):
+        stack = DeepCBM(
+            depth=1,
+            filters=64,
+            kernel_initializer=REFERENCE_INIT,
+            recurrent_initializer=REFERENCE_INIT,
+        )
+        stack.build((None, None, 4, 4, 64))
+        cell = stack.recurrent_layers[0].cell
+        # Fans of the (3, 3, 64, 128) kernel: 576 in, 1152 out.
+        expected_std = 3.0 * np.sqrt(2.0 / (576 + 1152))
+        kernel = keras.ops.convert_to_numpy(cell.kernel)
+        self.assertAllClose(kernel.std(), expected_std, rtol=0.02)
+        self.assertAllClose(
+            keras.ops.convert_to_numpy(cell.recurrent_kernel).std(),
+            3.0 * np.sqrt(2.0 / (576 + 576)),
+            rtol=0.03,
+        )
+        self.assertAllClose(cell.bias, np.zeros(128))
+
+
+class DeepCBMResidualTest(testing.TestCase):
+    @parameterized.parameters("cbm", "convlstm")
+    def test_identity_shortcut_carries_the_signal_past_a_zeroed_layer(
+        self, cell
+    ):
+        x = random_sequences((2, 3, 6, 6, 4))
+        stack = DeepCBM(depth=5, filters=4, jump_stride=5, cell=cell)
+        stack.build(x.shape)
+        # A zeroed layer outputs zeros (tanh(0) * c, or o * tanh(0)); so
+        # does every layer after it, whose input and biases are zero.
+        zero_weights(stack.recurrent_layers[2])
+        self.assertAllClose(stack(x), x, atol=1e-6)
+        plain = DeepCBM(depth=5, filters=4, cell=cell)
+        plain.build(x.shape)
+        zero_weights(plain.recurrent_layers[2])
+        self.assertAllClose(plain(x), np.zeros_like(x), atol=1e-6)
+
+    def test_conv_shortcut_carries_the_projected_signal(self):
+        x = random_sequences((2, 3, 6, 6, 3))
+        stack = DeepCBM(depth=2, filters=4, strides=[2, 1], jump_stride=2)
+        stack.build(x.shape)
+        zero_weights(stack.recurrent_layers[1])
+        kernel, bias = stack.shortcut_convs[1].get_weights()
+        expected = x[:, :, ::2, ::2] @ kernel[0, 0] + bias
+        self.assertAllClose(stack(x), expected, atol=1e-5, rtol=1e-5)
+
+    def test_shortcut_adds_to_the_layer_output(self):
+        x = random_sequences((2, 3, 6, 6, 4))
+        stack = DeepCBM(depth=1, filters=4, jump_stride=1)
+        layer = stack.recurrent_layers[0]
+        self.assertAllClose(stack(x), layer(x)[0] + x, atol=1e-6)
+
+
+class DeepCBMStateTest(testing.TestCase):
+    @parameterized.parameters("cbm", "convlstm")
+    def test_two_halves_with_handed_over_states_equal_one_call(self, cell):
+        x = random_sequences((2, 16, 8, 8, 3))
+        stack = DeepCBM(
+            depth=4,
+            filters=4,
+            jump_stride=2,
+            pool_after=(2,),
+            batch_norm=True,
+            cell=cell,
+            return_state=True,
+        )
+        whole, whole_states = stack(x)
+        first, states = stack(x[:, :8])
+        second, final_states = stack(x[:, 8:], initial_state=states)
+        self.assertEqual(tuple(whole.shape), (2, 16, 4, 4, 4))
+        self.assertAllClose(
+            np.concatenate([first, second], axis=1), whole, atol=1e-5
+        )
+        self.assertEqual(len(final_states), 4)
+        for got, expected in zip(final_states, whole_states, strict=True):
+            self.assertEqual(len(got), len(expected))
+            for g, e in zip(got, expected, strict=True):
+                self.assertAllClose(g, e, atol=1e-5)
+
+    def test_initial_state_changes_the_outputs(self):
+        x = random_sequences((1, 2, 4, 4, 2))
+        stack = DeepCBM(depth=2, filters=2, return_state=True)
+        _, states = stack(x)
+        ones = [[keras.ops.ones_like(s) for s in layer] for layer in states]
+        self.assertNotAllClose(stack(x)[0], stack(x, initial_state=ones)[0])
+
+    def test_mask_reaches_every_layer(self):
+        x = random_sequences((2, 4, 6, 6, 3))
+        mask = np.array([[True, True, True, False], [True] * 4])
+        stack = DeepCBM(
+            depth=3,
+            filters=4,
+            jump_stride=1,
+            pool_after=(2,),
+            return_state=True,
+        )
+        outputs, states = stack(x, mask=mask)
+        short_outputs, short_states = stack(x[:1, :3])
+        self.assertAllClose(outputs[:1, :3], short_outputs, atol=1e-6)
+        for layer_states, short in zip(states, short_states, strict=True):
+            self.assertAllClose(layer_states[0][:1], short[0], atol=1e-6)
+        full_outputs, _ = stack(x[1:])
+        self.assertAllClose(outputs[1:], full_outputs, atol=1e-6)
+
+    def test_masked_frames_stay_out_of_batch_statistics(self):
+        x = random_sequences((2, 4, 6, 6, 3))
+        x[:, 3] = 100.0
+        mask = np.array([[True, True, True, False]] * 2)
+        masked = DeepCBM(depth=2, filters=4, batch_norm=True)
+        short = DeepCBM.from_config(masked.get_config())
+        masked.build(x.shape)
+        short.build(x.shape)
+        short.set_weights(masked.get_weights())
+        masked(x, mask=mask, training=True)
+        short(x[:, :3], training=True)
+        self.assertAllClose(
+            masked.norms[0].moving_mean, short.norms[0].moving_mean, atol=1e-5
+        )
+        self.assertNotAllClose(
+            masked.norms[0].moving_mean, np.zeros(4), atol=1e-4
+        )
+
+
+class DeepCBMKerasTest(testing.TestCase):
+    def test_layer_contract(self):
+        self.run_layer_test(
+            DeepCBM,
+            init_kwargs={
+                "depth": 2,
+                "filters": [3, 4],
+                "jump_stride": 2,
+                "pool_after": (1,),
+                "batch_norm": True,
+                "temporal_dropout": 0.5,
+                "seed": 1,
+            },
+            input_shape=(2, 3, 8, 8, 2),
+            expected_output_shape=(2, 3, 4, 4, 4),
+            # Two CBM layers, the shortcut conv, three batch norms.
+            expected_num_trainable_weights=3 + 3 + 1 + 2 * 3,
+            expected_num_non_trainable_weights=2 * 3,
+            supports_masking=True,
+        )
+
+    def test_config_round_trip_predicts_the_same(self):
+        x = random_sequences((2, 3, 6, 6, 2))
+        stack = DeepCBM(
+            depth=2,
+            filters=3,
+            jump_stride=2,
+            shortcut="conv",
+            pool_after=(1,),
+            cell="convlstm",
+            kernel_initializer=REFERENCE_INIT,
+        )
+        stack.build(x.shape)
+        copy = DeepCBM.from_config(stack.get_config())
+        copy.build(x.shape)
+        copy.set_weights(stack.get_weights())
+        self.assertEqual(copy.get_config(), stack.get_config())
+        self.assertAllClose(copy(x), stack(x))
+
+    @pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="tf.function tracing and SavedModel export are TensorFlow's",
+    )
+    def test_dynamic_batch_and_time_traced_and_exported(self):
+        import tensorflow as tf
+
+        inputs = keras.Input((None, 8, 8, 3))
+        outputs = DeepCBM(
+            depth=2,
+            filters=4,
+            jump_stride=2,
+            pool_after=(2,),
+            batch_norm=True,
+        )(inputs)
+        model = keras.Model(inputs, outputs)
+        traced = tf.function(
+            model,
+            input_signature=[tf.TensorSpec((None, None, 8, 8, 3))],
+        )
+        path = os.path.join(self.get_temp_dir(), "deep_cbm")
+        model.export(path)
+        served = tf.saved_model.load(path)
+        for shape in [(2, 5, 8, 8, 3), (3, 2, 8, 8, 3)]:
+            x = random_sequences(shape)
+            expected = model(x)
+            self.assertEqual(tuple(expected.shape), shape[:2] + (4, 4, 4))
+            self.assertAllClose(traced(x), expected, atol=1e-5)
+            self.assertAllClose(served.serve(x), expected, atol=1e-5)
+
+
+class DeepCBMValidationTest(testing.TestCase):
+    @parameterized.parameters(
+        ({"pool_after": (0, 5)}, "pool_after"),
+        ({"pool_after": (16,)}, "pool_after"),
+        ({"filters": [4] * 14}, "filters"),
+        ({"temporal_dropout": [0.5] * 3}, "temporal_dropout"),
+        ({"temporal_dropout": 1.5}, "temporal_dropout"),
+        ({"strides": 0}, "strides"),
+        ({"jump_stride": 0}, "jump_stride"),
+        ({"cell": "lstm"}, "cell"),
+        ({"shortcut": "identity"}, "shortcut"),
+        ({"depth": 0}, "depth"),
+    )
+    def test_bad_arguments_name_argument_expected_and_received(
+        self, override, name
+    ):
+        kwargs = {"depth": 15, "filters": 4, **override}
+        with self.assertRaisesRegex(ValueError, f"`{name}` must .*Received"):
+            DeepCBM(**kwargs)
+
+    def test_bad_inputs(self):
+        stack = DeepCBM(depth=2, filters=2)
+        with self.assertRaisesRegex(ValueError, "rank 5.*Received"):
+            stack(np.zeros((2, 3, 4, 4)))
+        x = np.zeros((1, 2, 4, 4, 1), "float32")
+        with self.assertRaisesRegex(ValueError, "`initial_state`.*Received"):
+            stack(x, initial_state=[[np.zeros((1, 4, 4, 2), "float32")]])
+
+
+@layout_only
+def test_docstring_example_runs():
+    failures, tried = doctest.testmod(
+        deep_cbm, extraglobs={"np": np, "keras": keras}
+    )
+    assert tried > 0 and failures == 0

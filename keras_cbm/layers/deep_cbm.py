@@ -11,6 +11,10 @@ from keras_cbm.layers.temporal_dropout import check_rate
 
 CELLS = ("cbm", "convlstm")
 SHORTCUTS = ("auto", "conv")
+# The reference's CBM initialisation: Xavier-normal with gain 3.0.
+REFERENCE_INITIALIZER = initializers.VarianceScaling(
+    9.0, "fan_avg", "untruncated_normal"
+)
 
 
 def apply_per_frame(function, sequences):
@@ -51,6 +55,13 @@ def _per_layer(name, value, depth, check):
     return values
 
 
+def _fresh(initializer):
+    """A copy of `initializer`: an unseeded Keras initializer object gives
+    the same values at every call, which would make equal-shaped layers
+    start equal."""
+    return initializers.get(initializers.serialize(initializer))
+
+
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(
@@ -82,15 +93,16 @@ class DeepCBM(layers.Layer):
     reaches every recurrent layer and excludes masked frames from the
     batch statistics.
 
-    The reference's backbone-supported model initialises the CBM
-    convolutions with Xavier-normal of gain 3.0 and zero biases:
+    The reference initialises the CBM convolutions with Xavier-normal of
+    gain 3.0 and zero biases: `REFERENCE_INITIALIZER`, i.e.
     `keras.initializers.VarianceScaling(9.0, "fan_avg",
-    "untruncated_normal")` for `kernel_initializer` and
-    `recurrent_initializer`. Keras takes the fans of the whole CBM kernel,
-    whose outputs are `[W_R, W_T]` (`2 * filters`), so `W_R` gets 2/3 of the
-    reference's variance when input and output channels are equal. The
-    reference clips gradient values to +-5: compile with an optimizer made
-    with `clipvalue=5.0`.
+    "untruncated_normal")`, for `kernel_initializer` and
+    `recurrent_initializer`. Every layer gets its own copy of an
+    initializer, so equal-shaped layers start different. Keras takes the
+    fans of the whole CBM kernel, whose outputs are `[W_R, W_T]`
+    (`2 * filters`), so `W_R` gets 2/3 of the reference's variance when
+    input and output channels are equal. The reference clips gradient
+    values to +-5: compile with an optimizer made with `clipvalue=5.0`.
 
     Args:
         depth: Positive integer, the number of recurrent layers.
@@ -275,9 +287,9 @@ class DeepCBM(layers.Layer):
             padding="same",
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
-            kernel_initializer=self.kernel_initializer,
-            recurrent_initializer=self.recurrent_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=_fresh(self.kernel_initializer),
+            recurrent_initializer=_fresh(self.recurrent_initializer),
+            bias_initializer=_fresh(self.bias_initializer),
             seed=None if self.seed is None else self.seed + index,
             return_sequences=True,
             return_state=True,

@@ -27,9 +27,7 @@ layout_only = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="layout logic; slow to compile op by op on eager JAX",
 )
-REFERENCE_INIT = keras.initializers.VarianceScaling(
-    9.0, "fan_avg", "untruncated_normal"
-)
+REFERENCE_INIT = deep_cbm.REFERENCE_INITIALIZER
 
 
 def zero_weights(layer):
@@ -169,6 +167,13 @@ class DeepCBMLayoutTest(testing.TestCase):
             rtol=0.03,
         )
         self.assertAllClose(cell.bias, np.zeros(128))
+
+    def test_equal_shaped_layers_start_different(self):
+        stack = DeepCBM(depth=2, filters=4, kernel_initializer=REFERENCE_INIT)
+        stack.build((None, None, 4, 4, 4))
+        first, second = (r.cell for r in stack.recurrent_layers)
+        self.assertNotAllClose(first.kernel, second.kernel)
+        self.assertNotAllClose(first.recurrent_kernel, second.recurrent_kernel)
 
 
 class DeepCBMResidualTest(testing.TestCase):

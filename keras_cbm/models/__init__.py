@@ -1,0 +1,21 @@
+"""Deep CBM model builders: functional Keras models of the paper's three
+families, and their full-size layouts as presets.
+
+They need only Keras (any backend); `keras_cbm.metrics` needs TensorFlow.
+"""
+
+from keras_cbm.models.backbone_classifier import backbone_classifier
+from keras_cbm.models.frame_wise import FrameWise
+from keras_cbm.models.future_frame_predictor import TeacherForcing
+from keras_cbm.models.future_frame_predictor import future_frame_predictor
+from keras_cbm.models.presets import PAPER_PRESETS
+from keras_cbm.models.standalone_classifier import standalone_classifier
+
+__all__ = [
+    "PAPER_PRESETS",
+    "FrameWise",
+    "TeacherForcing",
+    "backbone_classifier",
+    "future_frame_predictor",
+    "standalone_classifier",
+]

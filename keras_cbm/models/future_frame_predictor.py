@@ -92,7 +92,8 @@ def future_frame_predictor(
 
     Example:
 
-    >>> model = future_frame_predictor(input_frames=3, output_frames=2)
+    >>> model = future_frame_predictor(input_frames=3, output_frames=2,
+    ...                                depth=2, filters=4, jump_stride=2)
     >>> clip = np.random.rand(4, 5, 16, 16, 1).astype("float32")
     >>> model.compile("adam", "mse")
     >>> history = model.fit(clip, clip[:, 3:], verbose=0)

@@ -52,9 +52,10 @@ def standalone_classifier(
     Example:
 
     >>> model = standalone_classifier(3, frame_shape=(32, 32, 3),
-    ...                               stage_filters=(2, 4))
+    ...                               stage_filters=(2, 4),
+    ...                               blocks_per_stage=1)
     >>> model.get_layer("deep_cbm").depth
-    9
+    5
     >>> tuple(model(np.zeros((2, 5, 32, 32, 3))).shape)
     (2, 5, 3)
     """

@@ -1,0 +1,110 @@
+"""Depth trains: the gradient that reaches the first layer of a deep CBM
+stack, next to a ConvLSTM2D stack of the same layout, at initialisation.
+
+Both stacks get the same inputs, labels, layout (the backbone-supported
+one: shortcuts every 5 layers, pooling after layers 5, 10 and 15 of 7x7
+features), initializer and a fixed linear read-out of each frame; the loss
+is the per-frame cross-entropy. Printed per stack and averaged over
+initialisation seeds: the gradient norm of the first and last recurrent
+layers' input kernels, their ratio (how much of the gradient survives the
+depth), and the ratio CBM / ConvLSTM of the first layer's.
+
+    python benchmarks/depth_gradients.py            # about a minute on CPU
+    python benchmarks/depth_gradients.py --no-shortcuts --seeds 5
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_cbm.layers import DeepCBM  # noqa: E402
+from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
+
+
+def kernel_gradient_norms(cell, seed, args):
+    """Input-kernel gradient norms of every layer of one fresh stack."""
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    frames = rng.normal(
+        size=(args.batch, args.steps, 7, 7, args.channels)
+    ).astype("float32")
+    labels = rng.integers(0, args.classes, (args.batch, args.steps))
+    stack = DeepCBM(
+        depth=args.depth,
+        filters=args.filters,
+        jump_stride=None if args.no_shortcuts else 5,
+        shortcut="conv",
+        pool_after=(5, 10, 15) if args.depth >= 15 else (),
+        temporal_dropout=args.temporal_dropout,
+        cell=cell,
+        kernel_initializer=REFERENCE_INITIALIZER,
+        recurrent_initializer=REFERENCE_INITIALIZER,
+        seed=seed,
+    )
+    readout = keras.layers.Dense(args.classes)
+    with tf.GradientTape() as tape:
+        features = stack(frames, training=True)
+        logits = readout(keras.ops.mean(features, axis=(2, 3)))
+        loss = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
+        )
+    kernels = [layer.cell.kernel for layer in stack.recurrent_layers]
+    return np.array([float(tf.norm(g)) for g in tape.gradient(loss, kernels)])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--depth", type=int, default=15)
+    parser.add_argument("--filters", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--temporal-dropout",
+        type=float,
+        default=1.0,
+        help="CBM TD rate (the backbone model's is 1.0)",
+    )
+    parser.add_argument("--no-shortcuts", action="store_true")
+    args = parser.parse_args()
+
+    norms = {
+        cell: np.mean(
+            [kernel_gradient_norms(cell, s, args) for s in range(args.seeds)],
+            axis=0,
+        )
+        for cell in ("cbm", "convlstm")
+    }
+    print(
+        f"depth {args.depth}, {args.filters} filters, 7x7x{args.channels} "
+        f"inputs, {args.steps} steps, batch {args.batch}, "
+        f"{'no' if args.no_shortcuts else 'conv'} shortcuts, CBM TD "
+        f"{args.temporal_dropout}, mean of {args.seeds} seeds"
+    )
+    last = f"|g| layer {args.depth}"
+    print(f"{'stack':10s} {'|g| layer 1':>12s} {last:>13s} {'first/last':>11s}")
+    for cell, n in norms.items():
+        print(f"{cell:10s} {n[0]:12.3e} {n[-1]:13.3e} {n[0] / n[-1]:11.3e}")
+    print(
+        "first-layer gradient norm, CBM / ConvLSTM: "
+        f"{norms['cbm'][0] / norms['convlstm'][0]:.3g}"
+    )
+    survival = {cell: n[0] / n[-1] for cell, n in norms.items()}
+    print(
+        "first/last survival, CBM / ConvLSTM: "
+        f"{survival['cbm'] / survival['convlstm']:.3g}"
+    )
+
+
+if __name__ == "__main__":
+    main()

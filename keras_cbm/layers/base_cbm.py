@@ -1,6 +1,8 @@
 """What the dense and the convolutional CBM share: the cell equations, Temporal
 Dropout, the weight layout, and the layer's time-batched input path."""
 
+import functools
+
 from keras import activations
 from keras import constraints
 from keras import initializers
@@ -107,7 +109,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         self.seed_generator = random.SeedGenerator(seed=seed)
         self._gradient_gate = None
 
-    # Subclasses define the geometry.
+    # Subclasses define the geometry; axes count from the end.
     channel_axis = -1
 
     def _project_input(self, inputs, kernel):
@@ -199,16 +201,20 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             temporal_input = self._add_bias(temporal_input, bias_t)
         return self.activation(representation), temporal_input
 
+    def temporal_step(self, temporal_input, state, training):
+        """Advances T by one step: `c_t` from T's input term and `c_{t-1}`."""
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            state = state * self.get_recurrent_dropout_mask(state)
+        recurrent_term = self._project_state(state, self.recurrent_kernel)
+        return self.recurrent_activation(temporal_input + recurrent_term)
+
     def recurrent_step(self, representation, temporal_input, state, training):
         """Advances T by one step and merges it with R.
 
         Returns:
             `(h_t, [c_t])`.
         """
-        if training and 0.0 < self.recurrent_dropout < 1.0:
-            state = state * self.get_recurrent_dropout_mask(state)
-        recurrent_term = self._project_state(state, self.recurrent_kernel)
-        new_state = self.recurrent_activation(temporal_input + recurrent_term)
+        new_state = self.temporal_step(temporal_input, state, training)
         return self.merge_flows(representation, new_state), [new_state]
 
     def call(self, inputs, states, training=False):
@@ -314,8 +320,7 @@ class BaseCBM(layers.RNN):
                 f"{step_ndim + 1}, {self.cell.step_layout}. Received: "
                 f"sequences.shape={tuple(shape)}"
             )
-        axis = self.cell.channel_axis
-        channels = shape[axis + 1 if axis >= 0 else axis]  # After `time`.
+        channels = shape[self.cell.channel_axis]
         if channels is None:
             raise ValueError(
                 f"The channel axis of `sequences` of layer '{self.name}' "
@@ -336,45 +341,85 @@ class BaseCBM(layers.RNN):
         if dropout_mask is not None:
             sequences = sequences * ops.expand_dims(dropout_mask, 1)
 
-        batch_size, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
-        frames = ops.reshape(sequences, (-1,) + tuple(sequences.shape[2:]))
-        step_inputs = [
-            ops.reshape(p, (batch_size, steps) + tuple(p.shape[1:]))
+        # Time-major from here on: one transpose of the input rather than
+        # the loop's transposes of both projections.
+        steps = ops.shape(sequences)[1]
+        frames = ops.reshape(
+            ops.swapaxes(sequences, 0, 1), (-1,) + tuple(sequences.shape[2:])
+        )
+        representation, temporal_input = [
+            ops.reshape(p, (steps, -1) + tuple(p.shape[1:]))
             for p in cell.project_inputs(frames, training)
         ]
-        states = list(initial_state)
-        if mask is not None:
-            # Masking is done here rather than by the backend loop, whose
-            # JAX version takes the first state (`c`) for the last output.
-            # (batch, time, 1): TensorFlow's loop needs inputs of rank >= 3.
-            step_inputs.append(ops.expand_dims(ops.cast(mask, "bool"), -1))
-            first_output = cell.merge_flows(step_inputs[0][:, 0], states[0])
-            states.append(ops.zeros_like(first_output))
+        if mask is None:
+            loop = self._unmasked_loop
+        else:
+            loop = functools.partial(self._masked_loop, mask=mask)
+        last_output, outputs, states = loop(
+            representation, temporal_input, list(initial_state), training
+        )
+        return last_output, ops.swapaxes(outputs, 0, 1), states
+
+    def _unmasked_loop(self, representation, temporal_input, states, training):
+        cell = self.cell
 
         def step(inputs, states):
-            output, new_states = cell.recurrent_step(
-                inputs[0], inputs[1], states[0], training
-            )
-            if mask is None:
-                return output, new_states
-            keep = ops.reshape(
-                inputs[2], (-1,) + (1,) * (len(output.shape) - 1)
-            )
-            previous_output = states[1]
-            if self.zero_output_for_mask:
-                previous_output = ops.zeros_like(output)
-            output = ops.where(keep, output, previous_output)
-            return output, [ops.where(keep, new_states[0], states[0]), output]
+            state = cell.temporal_step(inputs[0], states[0], training)
+            return state, [state]
 
-        last_output, outputs, final_states = recurrent_loop(
+        last_state, all_states, states = recurrent_loop(
             step,
-            tuple(step_inputs),
+            (temporal_input,),
             states,
             go_backwards=self.go_backwards,
             unroll=self.unroll,
             return_all_outputs=self.return_sequences,
         )
-        return last_output, outputs, final_states[:1]
+        # R joins T after the loop, for all frames at once. The loop ran
+        # (and returns its outputs) in reverse order with `go_backwards`.
+        last_output = cell.merge_flows(
+            representation[0 if self.go_backwards else -1], last_state
+        )
+        if not self.return_sequences:
+            return last_output, ops.expand_dims(last_output, 0), states
+        if self.go_backwards:
+            representation = ops.flip(representation, axis=0)
+        return last_output, cell.merge_flows(representation, all_states), states
+
+    def _masked_loop(
+        self, representation, temporal_input, states, training, mask
+    ):
+        # Masking is done here rather than by the backend loop, whose JAX
+        # version takes the first state (`c`) for the last output. A masked
+        # step keeps `c` and repeats the last output, as in Keras' RNNs.
+        cell = self.cell
+        keep_steps = ops.expand_dims(
+            ops.swapaxes(ops.cast(mask, "bool"), 0, 1), -1
+        )
+        first_output = cell.merge_flows(representation[0], states[0])
+        states = states + [ops.zeros_like(first_output)]
+
+        def step(inputs, states):
+            representation, temporal_input, keep = inputs
+            output, (new_state,) = cell.recurrent_step(
+                representation, temporal_input, states[0], training
+            )
+            keep = ops.reshape(keep, (-1,) + (1,) * (len(output.shape) - 1))
+            previous_output = states[1]
+            if self.zero_output_for_mask:
+                previous_output = ops.zeros_like(output)
+            output = ops.where(keep, output, previous_output)
+            return output, [ops.where(keep, new_state, states[0]), output]
+
+        last_output, outputs, states = recurrent_loop(
+            step,
+            (representation, temporal_input, keep_steps),
+            states,
+            go_backwards=self.go_backwards,
+            unroll=self.unroll,
+            return_all_outputs=self.return_sequences,
+        )
+        return last_output, outputs, states[:1]
 
     def get_config(self):
         config = super().get_config()

@@ -112,7 +112,11 @@ class ConvCBMCell(BaseCBMCell):
                 f"Received: strides={self.strides} and "
                 f"dilation_rate={self.dilation_rate}"
             )
-        self.channel_axis = 1 if self.data_format == "channels_first" else -1
+        # Counted from the end, so that it holds for one step and for a
+        # whole (time, batch, ...) sequence alike.
+        self.channel_axis = (
+            -(rank + 1) if self.data_format == "channels_first" else -1
+        )
         self.step_ndim = rank + 2
         spatial = ", ".join(["dim"] * rank)
         self.step_layout = (

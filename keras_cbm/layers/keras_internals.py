@@ -33,15 +33,16 @@ def recurrent_loop(
     Args:
         step_function: `(step_inputs, states) -> (output, new_states)`, where
             `step_inputs` is the tuple of `inputs` at one step.
-        inputs: A tuple of `(batch, time, ...)` tensors (rank >= 3).
+        inputs: A tuple of time-major `(time, batch, ...)` tensors (rank >=
+            3).
         initial_states: A list of tensors.
         go_backwards: Whether to iterate from the last step to the first.
         unroll: Whether to unroll the loop (needs a static time length).
         return_all_outputs: Whether to return all outputs or only the last.
 
     Returns:
-        `(last_output, outputs, new_states)`, as `keras.layers.RNN` expects
-        from `inner_loop`.
+        `(last_output, outputs, new_states)`, with time-major `outputs`
+        (`(1, batch, ...)` when `return_all_outputs=False`).
     """
     return _keras_rnn(
         step_function,
@@ -49,7 +50,8 @@ def recurrent_loop(
         initial_states,
         go_backwards=go_backwards,
         unroll=unroll,
-        input_length=inputs[0].shape[1] or _UNKNOWN_LENGTH_BOUND,
+        input_length=inputs[0].shape[0] or _UNKNOWN_LENGTH_BOUND,
+        time_major=True,
         return_all_outputs=return_all_outputs,
     )
 

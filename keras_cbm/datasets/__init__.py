@@ -1,0 +1,31 @@
+"""Video datasets generated locally, as TFDS builders.
+
+Importing this subpackage registers the builders with TensorFlow Datasets,
+so that `tfds.load("motion_order")` and `tfds.load("moving_digits")` build
+them (nothing is downloaded):
+
+* `motion_order`: action recognition whose label is the order of two
+  motions, unreadable from any single frame; `recognition` (default) and
+  `anticipation` configs.
+* `moving_digits`: Moving-MNIST-like future-frame prediction with
+  scikit-learn's handwritten digits; configs set the observed and predicted
+  frames.
+
+This subpackage imports TensorFlow; `keras_cbm` does not import it.
+"""
+
+from keras_cbm.datasets.motion_order import CLASS_NAMES as MOTION_ORDER_CLASSES
+from keras_cbm.datasets.motion_order import MotionOrder
+from keras_cbm.datasets.motion_order import MotionOrderConfig
+from keras_cbm.datasets.moving_digits import MovingDigits
+from keras_cbm.datasets.moving_digits import MovingDigitsConfig
+from keras_cbm.datasets.pipelines import future_frame_pairs
+
+__all__ = [
+    "MOTION_ORDER_CLASSES",
+    "MotionOrder",
+    "MotionOrderConfig",
+    "MovingDigits",
+    "MovingDigitsConfig",
+    "future_frame_pairs",
+]

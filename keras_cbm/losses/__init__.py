@@ -1,0 +1,6 @@
+"""Losses of the overlap coherence training scheme (any backend)."""
+
+from keras_cbm.losses.overlap_coherence import OverlapCoherence
+from keras_cbm.losses.overlap_coherence import overlap_coherence
+
+__all__ = ["OverlapCoherence", "overlap_coherence"]

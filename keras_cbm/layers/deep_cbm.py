@@ -146,6 +146,9 @@ class DeepCBM(layers.Layer):
             skip.
         training: Python boolean, whether Temporal Dropout and batch
             normalisation run in training mode.
+        return_state: Optional boolean overriding the layer's
+            `return_state` for this call, so that a stack built without
+            it (inside a model) can hand its states over.
 
     Input shape:
         `(batch, time, rows, cols, channels)`, with static rows, cols and
@@ -406,7 +409,14 @@ class DeepCBM(layers.Layer):
             outputs = activations.relu(outputs)
         return outputs
 
-    def call(self, sequences, initial_state=None, mask=None, training=None):
+    def call(
+        self,
+        sequences,
+        initial_state=None,
+        mask=None,
+        training=None,
+        return_state=None,
+    ):
         if initial_state is not None and len(initial_state) != self.depth:
             raise ValueError(
                 f"`initial_state` of layer '{self.name}' must hold one list of "
@@ -442,16 +452,38 @@ class DeepCBM(layers.Layer):
                 outputs = outputs + residual
             if self.pools[index] is not None:
                 outputs = apply_per_frame(self.pools[index], outputs)
-        if self.return_state:
+        if self.return_state if return_state is None else return_state:
             return outputs, final_states
         return outputs
 
-    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+    def _output_shape(self, sequences_shape, return_state):
         walk = self._walk_shapes(sequences_shape)
         outputs_shape = walk[-1][2]
-        if self.return_state:
+        if return_state:
             return outputs_shape, [list(states) for *_, states in walk]
         return outputs_shape
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        return self._output_shape(sequences_shape, self.return_state)
+
+    def compute_output_spec(
+        self,
+        sequences,
+        initial_state=None,
+        mask=None,
+        training=None,
+        return_state=None,
+    ):
+        # Keras passes only tensor shapes to `compute_output_shape`; the
+        # call's `return_state` changes the output structure.
+        shapes = self._output_shape(
+            sequences.shape,
+            self.return_state if return_state is None else return_state,
+        )
+        return keras.tree.map_shape_structure(
+            lambda shape: keras.KerasTensor(shape, dtype=self.compute_dtype),
+            shapes,
+        )
 
     def compute_mask(self, sequences, mask=None):
         if self.return_state:

@@ -18,6 +18,26 @@ from keras_cbm.layers.temporal_dropout import sample_gradient_gate
 from keras_cbm.layers.temporal_dropout import temporal_dropout
 
 MERGES = ("multiply", "add", "concat")
+# Constructor arguments of every CBM cell, passed through by the layers.
+CELL_ARGUMENTS = (
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "dropout",
+    "recurrent_dropout",
+    "temporal_dropout",
+    "merge",
+    "seed",
+)
 
 
 class BaseCBMCell(layers.Layer, DropoutRNNCell):
@@ -298,9 +318,33 @@ class BaseCBM(layers.RNN):
     step by step.
 
     Args:
-        cell: A `BaseCBMCell`.
-        Other arguments: as in `keras.layers.RNN`.
+        cell_class: A `BaseCBMCell` subclass.
+        cell_arguments: Its arguments that are not in `CELL_ARGUMENTS`.
+        **kwargs: The arguments of `keras.layers.RNN` and `CELL_ARGUMENTS`.
     """
+
+    def __init__(
+        self,
+        cell_class,
+        cell_arguments,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        shared = {n: kwargs.pop(n) for n in CELL_ARGUMENTS if n in kwargs}
+        cell = cell_class(**cell_arguments, **shared, dtype=kwargs.get("dtype"))
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
 
     def build(self, sequences_shape, initial_state_shape=None):
         self._check_sequences_shape(sequences_shape)

@@ -126,8 +126,10 @@ class CoherenceModel(keras.Model):
     ...     2, frame_shape=(16, 16, 3), stage_filters=(4,),
     ...     blocks_per_stage=1)
     >>> trainer = CoherenceModel(net, coherence_weight=0.5)
-    >>> trainer.compile("adam", "sparse_categorical_crossentropy",
-    ...                 metrics=["accuracy"])
+    >>> trainer.compile(
+    ...     "adam",
+    ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ...     metrics=["accuracy"])
     >>> history = trainer.fit(clips, epochs=1, verbose=0)
     >>> sorted(history.history)
     ['accuracy', 'coherence_loss', 'loss', 'task_loss']
@@ -198,7 +200,9 @@ class CoherenceModel(keras.Model):
         outputs, _ = self._split(
             frames, mask=ops.reshape(mask, (-1, steps)), training=training
         )
-        return ops.reshape(outputs, (batch, count, steps, -1))
+        return ops.reshape(
+            outputs, (batch, count, steps) + tuple(outputs.shape[2:])
+        )
 
     def _handed_over_predictions(self, clips, mask, alignment, training):
         split = self._split

@@ -88,5 +88,5 @@ class DeepCBMSplit:
         )
         # The time mask served the stack; `after` works frame by frame and
         # would warn that it drops the mask attached to its input.
-        features = keras.ops.identity(features)
+        features = keras.ops.copy(features)
         return self.after(features, training=training), states

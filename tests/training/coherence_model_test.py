@@ -1,0 +1,176 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras.src import testing
+
+from keras_cbm import data
+from keras_cbm.losses import OverlapCoherence
+from keras_cbm.training import CoherenceModel
+from tests.training.tiny import fixed_clips
+from tests.training.tiny import tiny_model
+from tests.training.tiny import videos
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="CoherenceModel's training step is TensorFlow's",
+)
+
+
+def as_numpy(dataset):
+    return list(dataset.as_numpy_iterator())
+
+
+class CoherenceFitTest(testing.TestCase):
+    def test_weight_zero_trains_as_plain_fit_on_the_clips(self):
+        # Clips of fixed length: no padding, so plain fit sees the same
+        # frames with no need for a mask.
+        clips = fixed_clips(batch_size=2, clips=3, min_length=6, max_length=6)
+        batches = as_numpy(clips)
+        model = tiny_model()
+        initial = model.get_weights()
+        trainer = CoherenceModel(model, coherence_weight=0.0)
+        trainer.compile(keras.optimizers.Adam(1e-2), LOSS)
+        trainer.fit(clips, epochs=1, verbose=0)
+
+        plain = tiny_model(seed=1)
+        plain.set_weights(initial)
+        plain.compile(keras.optimizers.Adam(1e-2), LOSS)
+        for inputs, label in batches:
+            x = inputs["clips"].reshape((-1,) + inputs["clips"].shape[2:])
+            y = np.broadcast_to(label[:, None, None], inputs["mask"].shape)
+            plain.train_on_batch(x, y.reshape(x.shape[:2]))
+        for got, expected in zip(
+            model.get_weights(), plain.get_weights(), strict=True
+        ):
+            self.assertAllClose(got, expected, atol=1e-5)
+        self.assertNotAllClose(model.get_weights()[0], initial[0])
+
+    def test_history_callbacks_validation_and_steps_per_epoch(self):
+        trainer = CoherenceModel(tiny_model(), coherence_weight=0.5)
+        trainer.compile(
+            keras.optimizers.Adam(1e-2),
+            LOSS,
+            metrics=["accuracy"],
+        )
+        validation = data.uniform_clips(videos(2, seed=1), 8, 4).batch(1)
+        batches = []
+        history = trainer.fit(
+            fixed_clips().repeat(),
+            epochs=2,
+            steps_per_epoch=3,
+            validation_data=validation,
+            callbacks=[
+                keras.callbacks.LambdaCallback(
+                    on_train_batch_end=lambda batch, logs: batches.append(logs)
+                )
+            ],
+            verbose=0,
+        )
+        logs = history.history
+        self.assertEqual(
+            sorted(logs),
+            sorted(
+                f"{prefix}{name}"
+                for prefix in ("", "val_")
+                for name in ("loss", "task_loss", "coherence_loss", "accuracy")
+            ),
+        )
+        self.assertLen(batches, 6)
+        self.assertLen(logs["loss"], 2)
+        for prefix in ("", "val_"):
+            self.assertAllClose(
+                logs[f"{prefix}loss"],
+                np.add(
+                    logs[f"{prefix}task_loss"],
+                    0.5 * np.array(logs[f"{prefix}coherence_loss"]),
+                ),
+                atol=1e-5,
+            )
+        self.assertGreater(min(logs["coherence_loss"]), 0.0)
+
+    def test_evaluate_aggregates_clips_per_video(self):
+        model = tiny_model()
+        trainer = CoherenceModel(model, coherence_weight=2.0)
+        trainer.compile(loss=LOSS, metrics=["accuracy"])
+        windows = data.uniform_clips(videos(3, frames=20), 8, 6).batch(1)
+        result = trainer.evaluate(windows, verbose=0, return_dict=True)
+        task, coherence, correct = [], [], []
+        for inputs, label in as_numpy(windows):
+            logits = model(inputs["clips"][0]).numpy()
+            mask = inputs["mask"][0]
+            video = logits[mask].mean(axis=0)
+            log_p = video - np.log(np.exp(video).sum())
+            task.append(-log_p[label[0]])
+            correct.append(video.argmax() == label[0])
+            alignment = np.where(mask, inputs["alignment"][0], -1)
+            p = keras.ops.softmax(logits[None])
+            coherence.append(float(OverlapCoherence()(alignment[None], p)))
+        self.assertAllClose(result["task_loss"], np.mean(task), atol=1e-5)
+        self.assertAllClose(
+            result["coherence_loss"], np.mean(coherence), atol=1e-6
+        )
+        self.assertAllClose(
+            result["loss"], np.mean(task) + 2 * np.mean(coherence), atol=1e-5
+        )
+        self.assertAllClose(result["accuracy"], np.mean(correct))
+        self.assertEqual(
+            tuple(trainer.predict(windows, verbose=0).shape), (3, 2)
+        )
+
+    def test_keras_file_round_trip(self):
+        trainer = CoherenceModel(
+            tiny_model(), coherence_weight=0.3, state_handover=True
+        )
+        trainer.compile("adam", LOSS)
+        trainer.fit(fixed_clips(), epochs=1, verbose=0)
+        path = os.path.join(self.get_temp_dir(), "trainer.keras")
+        trainer.save(path)
+        restored = keras.saving.load_model(path)
+        self.assertIsInstance(restored, CoherenceModel)
+        self.assertEqual(restored.coherence_weight, 0.3)
+        self.assertTrue(restored.state_handover)
+        inputs, _ = next(iter(fixed_clips()))
+        self.assertAllClose(restored(inputs), trainer(inputs), atol=1e-6)
+
+
+class CoherenceBadInputTest(testing.TestCase):
+    def test_dataset_without_alignment_or_mask(self):
+        model = tiny_model()
+        before = model.get_weights()
+        trainer = CoherenceModel(model)
+        trainer.compile("adam", LOSS)
+        for key in ("alignment", "mask"):
+            dataset = fixed_clips().map(
+                lambda inputs, label, key=key: (
+                    {k: v for k, v in inputs.items() if k != key},
+                    label,
+                )
+            )
+            with self.assertRaisesRegex(
+                ValueError, r"`inputs`.*'alignment'.*Received: a dict with"
+            ):
+                trainer.fit(dataset, epochs=1, verbose=0)
+        for got, expected in zip(model.get_weights(), before, strict=True):
+            self.assertAllEqual(got, expected)
+
+    def test_negative_coherence_weight(self):
+        with self.assertRaisesRegex(
+            ValueError, r"`coherence_weight` must be .*>= 0.*Received.*-0.5"
+        ):
+            CoherenceModel(tiny_model(), coherence_weight=-0.5)
+
+    def test_model_without_per_frame_output(self):
+        model = tiny_model()
+        video_model = keras.Model(
+            model.input, keras.layers.GlobalAveragePooling1D()(model.output)
+        )
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`model` must output per-frame .*\(batch, time, classes\).*"
+            r"Received.*\(None, 2\)",
+        ):
+            CoherenceModel(video_model)

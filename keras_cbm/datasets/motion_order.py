@@ -126,7 +126,9 @@ class MotionOrder(LocalCodePath, tfds.core.GeneratorBasedBuilder):
     >>> import tensorflow_datasets as tfds
     >>> import keras_cbm.datasets
     >>> videos = tfds.load("motion_order/recognition_small", split="train",
-    ...                    data_dir=tempfile.mkdtemp())
+    ...                    data_dir=tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Downloading and preparing dataset ...
+    Dataset motion_order downloaded and prepared to ...
     >>> element = next(iter(videos))
     >>> element["video"].shape[1:], element["video"].dtype.name
     (TensorShape([16, 16, 1]), 'uint8')

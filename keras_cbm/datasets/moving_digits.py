@@ -39,8 +39,8 @@ class MovingDigitsConfig(tfds.core.BuilderConfig):
     num_digits: int = 2
     min_speed: float = 2.0
     max_speed: float = 4.0
-    train_videos: int = 6000
-    test_videos: int = 1000
+    train_videos: int = 10000
+    test_videos: int = 2000
     seed: int = 0
 
 
@@ -63,8 +63,8 @@ class MovingDigits(LocalCodePath, tfds.core.GeneratorBasedBuilder):
     Configs (observed -> predicted frames, frame size, videos):
 
     * `observe10_predict10` (default): 10 -> 10, 64 x 64, two 24 x 24
-      digits, 6000 train / 1000 test (the Moving MNIST protocol).
-    * `observe10_predict20`: 10 -> 20, 64 x 64, two digits, 3000 / 500
+      digits, 10000 train / 2000 test (the Moving MNIST protocol).
+    * `observe10_predict20`: 10 -> 20, 64 x 64, two digits, 5000 / 1000
       (the KTH protocol's 20 predicted frames).
     * `observe5_predict5_32px`: 5 -> 5, 32 x 32, two 12 x 12 digits,
       2000 / 400, for quick experiments.
@@ -84,7 +84,9 @@ class MovingDigits(LocalCodePath, tfds.core.GeneratorBasedBuilder):
     >>> import tensorflow_datasets as tfds
     >>> import keras_cbm.datasets
     >>> videos = tfds.load("moving_digits/small", split="train",
-    ...                    data_dir=tempfile.mkdtemp())
+    ...                    data_dir=tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Downloading and preparing dataset ...
+    Dataset moving_digits downloaded and prepared to ...
     >>> element = next(iter(videos))
     >>> element["video"].shape, element["digits"].shape
     (TensorShape([5, 16, 16, 1]), TensorShape([1]))
@@ -101,8 +103,8 @@ class MovingDigits(LocalCodePath, tfds.core.GeneratorBasedBuilder):
             name="observe10_predict20",
             description="10 observed, 20 predicted 64 x 64 frames.",
             predicted_frames=20,
-            train_videos=3000,
-            test_videos=500,
+            train_videos=5000,
+            test_videos=1000,
         ),
         MovingDigitsConfig(
             name="observe5_predict5_32px",

@@ -213,20 +213,20 @@ class CoherenceModel(keras.Model):
         )
         starts = _take_clips(starts, order)
         ends = ops.max(alignment, axis=-1)
-        count = clips.shape[1]
-        features = ops.stack(
-            [
-                split.before(clips[:, k], training=training)
-                for k in range(count)
-            ],
-            axis=1,
+        batch, count, steps = ops.shape(mask)
+        features = split.before(
+            ops.reshape(clips, (-1,) + tuple(clips.shape[2:])),
+            training=training,
+        )
+        features = ops.reshape(
+            features, (batch, count, steps) + tuple(features.shape[2:])
         )
         outputs, initial_states = [], []
         for k in range(count):
             state = None
             if k > 0:
                 state = self._handed_state(
-                    split.deep_cbm,
+                    split,
                     features[:, :k],
                     mask[:, :k],
                     alignment[:, :k],
@@ -234,12 +234,11 @@ class CoherenceModel(keras.Model):
                     initial_states,
                     starts[:, k],
                 )
-            sequence, final = split.deep_cbm(
+            sequence, final = split.run_stack(
                 features[:, k],
                 initial_state=state,
                 mask=mask[:, k],
                 training=training,
-                return_state=True,
             )
             if state is None:
                 state = keras.tree.map_structure(ops.zeros_like, final)
@@ -249,9 +248,7 @@ class CoherenceModel(keras.Model):
         return _take_clips(ops.stack(outputs, axis=1), ops.argsort(order))
 
     @staticmethod
-    def _handed_state(
-        deep_cbm, features, mask, alignment, spans, states, start
-    ):
+    def _handed_state(split, features, mask, alignment, spans, states, start):
         """The states at frame `start - 1` of the earliest earlier clip that
         holds `start` inside it (zeros where none does), gradient cut."""
         donor_starts, donor_ends = spans
@@ -266,12 +263,11 @@ class CoherenceModel(keras.Model):
         donor_states = keras.tree.map_structure(
             lambda *s: _take_clips(ops.stack(s, axis=1), donor)[:, 0], *states
         )
-        _, handed = deep_cbm(
+        _, handed = split.run_stack(
             _take_clips(features, donor)[:, 0],
             initial_state=donor_states,
             mask=_take_clips(cut, donor)[:, 0],
             training=False,
-            return_state=True,
         )
 
         def keep(state):

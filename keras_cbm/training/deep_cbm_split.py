@@ -77,9 +77,10 @@ class DeepCBMSplit:
             self.deep_cbm.output, model.outputs[0], name=f"{model.name}_after"
         )
 
-    def __call__(self, frames, initial_state=None, mask=None, training=None):
-        features = self.before(frames, training=training)
-        features, states = self.deep_cbm(
+    def run_stack(self, features, initial_state=None, mask=None, training=None):
+        """Runs the stack alone: `(sequence, states)` from `before`'s
+        features; `sequence` is ready for `after`."""
+        sequence, states = self.deep_cbm(
             features,
             initial_state=initial_state,
             mask=mask,
@@ -87,6 +88,14 @@ class DeepCBMSplit:
             return_state=True,
         )
         # The time mask served the stack; `after` works frame by frame and
-        # would warn that it drops the mask attached to its input.
-        features = keras.ops.copy(features)
-        return self.after(features, training=training), states
+        # would warn that it drops a mask attached to its input.
+        return keras.ops.copy(sequence), states
+
+    def __call__(self, frames, initial_state=None, mask=None, training=None):
+        sequence, states = self.run_stack(
+            self.before(frames, training=training),
+            initial_state=initial_state,
+            mask=mask,
+            training=training,
+        )
+        return self.after(sequence, training=training), states

@@ -88,7 +88,10 @@ class CoherenceModel(keras.Model):
     normalisation then sees one clip of each video at a time.
 
     Under a `tf.distribute` strategy, both losses are Keras losses and
-    reduce over the global batch exactly as on one device. Sample weights
+    reduce over the global batch exactly as on one device (Keras 3.15's
+    `fit` there averages a first batch over the replicas to build the model,
+    which fails on bool and string tensors: map `"mask"` to `uint8` and drop
+    string `"video_id"`s). Sample weights
     (one per video) weight both losses; `class_weight` is not supported.
 
     Args:

@@ -1,0 +1,67 @@
+"""Fits a tiny CoherenceModel for 5 steps on one device, then under a
+MirroredStrategy of 2 logical CPU devices, with the same global batch, and
+saves both runs' losses and weights to the `.npz` path given.
+
+Run as a script: the logical devices must exist before TensorFlow starts.
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_cbm.training import CoherenceModel  # noqa: E402
+from tests.training.tiny import fixed_clips  # noqa: E402
+from tests.training.tiny import tiny_model  # noqa: E402
+
+KEYS = ("loss", "task_loss", "coherence_loss", "accuracy")
+
+
+def run(strategy):
+    with strategy.scope():
+        model = tiny_model()
+        trainer = CoherenceModel(model, coherence_weight=1.0)
+        trainer.compile(
+            keras.optimizers.SGD(0.5),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    # Keras 3.15's fit averages a first distributed batch over replicas,
+    # which fails on bool tensors: the mask travels as uint8.
+    clips = fixed_clips(batch_size=4, count=8).map(
+        lambda inputs, label: (
+            dict(inputs, mask=tf.cast(inputs["mask"], "uint8")),
+            label,
+        )
+    )
+    history = trainer.fit(
+        clips.repeat(),
+        epochs=5,
+        steps_per_epoch=1,
+        verbose=0,
+    )
+    losses = np.array([history.history[key] for key in KEYS])
+    return losses, model.get_weights()
+
+
+if __name__ == "__main__":
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    single_losses, single_weights = run(tf.distribute.get_strategy())
+    mirrored_losses, mirrored_weights = run(mirrored)
+    np.savez(
+        sys.argv[1],
+        single_losses=single_losses,
+        mirrored_losses=mirrored_losses,
+        **{f"single_{i}": w for i, w in enumerate(single_weights)},
+        **{f"mirrored_{i}": w for i, w in enumerate(mirrored_weights)},
+    )
+    os._exit(0)

@@ -36,6 +36,7 @@ CELL_ARGUMENTS = (
     "recurrent_dropout",
     "temporal_dropout",
     "merge",
+    "batch_norm",
     "seed",
 )
 
@@ -92,6 +93,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         recurrent_dropout=0.0,
         temporal_dropout=0.0,
         merge="multiply",
+        batch_norm=False,
         seed=None,
         **kwargs,
     ):
@@ -125,6 +127,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
         self.temporal_dropout = temporal_dropout
+        self.batch_norm = batch_norm
         self.seed = seed
         self.seed_generator = random.SeedGenerator(seed=seed)
         self._gradient_gate = None
@@ -138,7 +141,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     def _project_state(self, state, kernel):
         raise NotImplementedError
 
-    def _build_weights(self, kernel_prefix, input_dim):
+    def _build_weights(self, kernel_prefix, input_dim, projection_shape):
         self.input_dim = input_dim
         self.kernel = self.add_weight(
             shape=kernel_prefix + (input_dim, 2 * self.units),
@@ -163,6 +166,16 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )
+        if self.batch_norm:
+            # Made here: the channel axis is known once subclasses set it.
+            self.representation_norm, self.temporal_norm = (
+                layers.BatchNormalization(
+                    axis=self.channel_axis, name=name, dtype=self.dtype_policy
+                )
+                for name in ("representation_batch_norm", "temporal_batch_norm")
+            )
+            self.representation_norm.build(projection_shape)
+            self.temporal_norm.build(projection_shape)
 
     @property
     def output_units(self):
@@ -197,16 +210,19 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             return self.get_dropout_mask(step_input)
         return None
 
-    def project_inputs(self, inputs, training=False):
+    def project_inputs(self, inputs, training=False, frame_mask=None):
         """Computes R's output and T's input term; no recurrence involved.
 
         Args:
             inputs: One step of input, or many steps folded into the batch.
-            training: Whether Temporal Dropout applies.
+            training: Whether Temporal Dropout applies and batch
+                normalisation uses (and updates) batch statistics.
+            frame_mask: Optional boolean `(frames,)`: the frames that count
+                in the batch statistics.
 
         Returns:
             `(representation, temporal_input)`: `r = act(W_R * x + b_R)` and
-            `W_T * td(x) + b_T`.
+            `W_T * td(x) + b_T`, each batch-normalised with `batch_norm`.
         """
         # Split the small kernel, not the large activations.
         kernel_r, kernel_t = ops.split(self.kernel, 2, axis=-1)
@@ -219,7 +235,26 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             bias_r, bias_t = ops.split(self.bias, 2)
             representation = self._add_bias(representation, bias_r)
             temporal_input = self._add_bias(temporal_input, bias_t)
+        if self.batch_norm:
+            if frame_mask is not None:
+                frame_mask = self._broadcast_frame_mask(
+                    frame_mask, representation
+                )
+            representation = self.representation_norm(
+                representation, training=training, mask=frame_mask
+            )
+            temporal_input = self.temporal_norm(
+                temporal_input, training=training, mask=frame_mask
+            )
         return self.activation(representation), temporal_input
+
+    def _broadcast_frame_mask(self, frame_mask, projection):
+        # BatchNormalization wants a mask of every axis but the channels.
+        shape = list(ops.shape(projection))
+        del shape[self.channel_axis]
+        spatial_rank = len(shape) - 1
+        frame_mask = ops.reshape(frame_mask, (-1,) + (1,) * spatial_rank)
+        return ops.broadcast_to(frame_mask, shape)
 
     def temporal_step(self, temporal_input, state, training):
         """Advances T by one step: `c_t` from T's input term and `c_{t-1}`."""
@@ -238,6 +273,13 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         return self.merge_flows(representation, new_state), [new_state]
 
     def call(self, inputs, states, training=False):
+        if self.batch_norm:
+            raise ValueError(
+                "A CBM cell with `batch_norm=True` normalises over all the "
+                "frames of a sequence, so it runs only inside its own layer "
+                "(e.g. `ConvCBM2D(..., batch_norm=True)`), not step by step "
+                "in `keras.layers.RNN`. Received: batch_norm=True"
+            )
         dropout_mask = self.input_dropout_mask(inputs, training)
         if dropout_mask is not None:
             inputs = inputs * dropout_mask
@@ -292,6 +334,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             "recurrent_dropout": self.recurrent_dropout,
             "temporal_dropout": self.temporal_dropout,
             "merge": self.merge,
+            "batch_norm": self.batch_norm,
             "seed": self.seed,
         }
 
@@ -391,9 +434,12 @@ class BaseCBM(layers.RNN):
         frames = ops.reshape(
             ops.swapaxes(sequences, 0, 1), (-1,) + tuple(sequences.shape[2:])
         )
+        frame_mask = None
+        if mask is not None:
+            frame_mask = ops.reshape(ops.swapaxes(mask, 0, 1), (-1,))
         representation, temporal_input = [
             ops.reshape(p, (steps, -1) + tuple(p.shape[1:]))
-            for p in cell.project_inputs(frames, training)
+            for p in cell.project_inputs(frames, training, frame_mask)
         ]
         if mask is None:
             loop = self._unmasked_loop

@@ -55,7 +55,7 @@ class CBMCell(BaseCBMCell):
                 "`inputs` of a CBMCell must have shape (batch, features) with "
                 f"`features` defined. Received: inputs.shape={inputs_shape}"
             )
-        self._build_weights((), inputs_shape[-1])
+        self._build_weights((), inputs_shape[-1], (None, self.units))
 
     def _project_input(self, inputs, kernel):
         return ops.matmul(inputs, kernel)
@@ -94,6 +94,14 @@ class CBM(BaseCBM):
             probability that a training call blocks back-propagation from T
             into the inputs for the whole sequence.
         merge: `"multiply"` (default), `"add"` or `"concat"` (`2 * units`).
+        batch_norm: Whether to batch-normalise R's and T's input
+            convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
+            activations, with statistics over all unmasked `batch * time`
+            frames of the call. The reference normalises T's whole
+            pre-activation, `U_T * c` included, with statistics per time
+            step; here the recurrent term is left out, which keeps batch
+            statistics and moving-average updates out of the loop. The
+            layer only: a bare cell in `keras.layers.RNN` refuses it.
         seed: Random seed for dropout and Temporal Dropout.
         return_sequences: Whether to return every step's output or the last.
         return_state: Whether to also return the last state `c`.

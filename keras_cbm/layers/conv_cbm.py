@@ -63,6 +63,14 @@ class ConvCBMCell(BaseCBMCell):
             into the input (forward values never change).
         merge: `"multiply"` (default, `h = r * c`), `"add"` or `"concat"`
             (`2 * filters` output channels).
+        batch_norm: Whether to batch-normalise R's and T's input
+            convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
+            activations, with statistics over all unmasked `batch * time`
+            frames of the call. The reference normalises T's whole
+            pre-activation, `U_T * c` included, with statistics per time
+            step; here the recurrent term is left out, which keeps batch
+            statistics and moving-average updates out of the loop. The
+            layer only: a bare cell in `keras.layers.RNN` refuses it.
         seed: Random seed for dropout and Temporal Dropout.
 
     Call arguments:
@@ -143,7 +151,9 @@ class ConvCBMCell(BaseCBMCell):
                 "ConvCBM layers need static spatial and channel dimensions. "
                 f"Received: inputs.shape={tuple(inputs_shape)}"
             )
-        self._build_weights(self.kernel_size, input_dim)
+        self._build_weights(
+            self.kernel_size, input_dim, self._state_shape(inputs_shape)
+        )
 
     def _project_input(self, inputs, kernel):
         return ops.conv(

@@ -55,6 +55,14 @@ class ConvCBM2D(ConvCBM):
         temporal_dropout: Float in [0, 1], the Temporal Dropout rate.
         merge: `"multiply"` (default, `h = r * c`), `"add"` (`h = r + c`) or
             `"concat"` (`h = [r, c]`, `2 * filters` channels).
+        batch_norm: Whether to batch-normalise R's and T's input
+            convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
+            activations, with statistics over all unmasked `batch * time`
+            frames of the call. The reference normalises T's whole
+            pre-activation, `U_T * c` included, with statistics per time
+            step; here the recurrent term is left out, which keeps batch
+            statistics and moving-average updates out of the loop. The
+            layer only: a bare cell in `keras.layers.RNN` refuses it.
         seed: Random seed for dropout and Temporal Dropout.
         return_sequences: Whether to return every step's output or the last.
         return_state: Whether to also return the last state `c`.

@@ -346,3 +346,51 @@ class BadArgumentsTest(testing.TestCase):
             r"Received: sequences\.shape=\(2, 3, 8, 8, 4\) with 4",
         ):
             layer(np.zeros((2, 3, 8, 8, 4), "float32"))
+
+
+class BatchNormTest(testing.TestCase):
+    def _layer(self, x, **kwargs):
+        layer = ConvCBM2D(
+            FILTERS, 3, padding="same", batch_norm=True, return_sequences=True
+        )
+        layer.build(x.shape)
+        weights = layer.get_weights()
+        kernel, recurrent_kernel, bias = randomize_weights(layer)[:3]
+        layer.set_weights([kernel, recurrent_kernel, bias] + weights[3:])
+        return layer, (kernel, recurrent_kernel, bias)
+
+    def test_normalises_both_input_projections_over_all_frames(self):
+        x = random_sequences((BATCH, STEPS, SIZE, SIZE, CHANNELS))
+        layer, weights = self._layer(x)
+        expected, _ = numpy_reference.cbm_sequence(
+            x, x, *weights, normalize=numpy_reference.batch_norm
+        )
+        self.assertAllClose(layer(x, training=True), expected, atol=1e-4)
+        # At inference the moving statistics (still near 0 and 1) apply.
+        self.assertNotAllClose(layer(x, training=False), expected, atol=1e-2)
+
+    def test_masked_frames_stay_out_of_the_statistics(self):
+        x = random_sequences((BATCH, STEPS, SIZE, SIZE, CHANNELS))
+        layer, _ = self._layer(x)
+        mask = np.ones(x.shape[:2], bool)
+        mask[:, 2:] = False
+        masked = layer(x, mask=mask, training=True)[:, :2]
+        self.assertAllClose(masked, layer(x[:, :2], training=True), atol=1e-5)
+
+    def test_weights_and_layer_test(self):
+        self.run_layer_test(
+            ConvCBM2D,
+            init_kwargs={"filters": 4, "kernel_size": 3, "batch_norm": True},
+            input_shape=(2, 3, 6, 6, 3),
+            call_kwargs={"training": True},
+            expected_output_shape=(2, 4, 4, 4),
+            expected_num_trainable_weights=7,
+            expected_num_non_trainable_weights=4,
+            expected_num_seed_generators=1,
+            supports_masking=True,
+        )
+
+    def test_bare_cell_in_keras_rnn_is_refused(self):
+        cell = ConvCBMCell(rank=2, filters=4, kernel_size=3, batch_norm=True)
+        with self.assertRaisesRegex(ValueError, "Received: batch_norm=True"):
+            keras.layers.RNN(cell)(np.zeros((2, 3, 6, 6, 3), "float32"))

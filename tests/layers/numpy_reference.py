@@ -66,6 +66,7 @@ def cbm_sequence(
     dilation=1,
     activation=np.tanh,
     recurrent_activation=sigmoid,
+    normalize=None,
 ):
     """Runs the CBM over a channels-last sequence, one step at a time.
 
@@ -73,6 +74,9 @@ def cbm_sequence(
         x_r: `(B, T, *spatial, C)`, the input R sees.
         x_t: `(B, T, *spatial, C)`, the input T sees (normally `x_r`).
         kernel, recurrent_kernel, bias: the layer's weights.
+        normalize: Optional function applied to the stacked input terms
+            `W_R * x + b_R` and `W_T * x + b_T` of all steps,
+            `(B, T, *spatial, F)`, before the recurrence (batch norm).
 
     Returns:
         `(outputs (B, T, ...), last state c)`.
@@ -84,20 +88,28 @@ def cbm_sequence(
     w_t = np.concatenate([kernel[..., filters:], recurrent_kernel], axis=-2)
     b_r, b_t = bias[:filters], bias[filters:]
     one_conv = np.all(np.equal(strides, 1)) and padding == "same"
-    one_conv = one_conv and np.all(np.equal(dilation, 1))
+    one_conv = one_conv and np.all(np.equal(dilation, 1)) and normalize is None
     geometry = dict(strides=strides, padding=padding, dilation=dilation)
-    state, outputs = None, []
-    for t in range(x_r.shape[1]):
-        r = activation(conv(x_r[:, t], w_r, **geometry) + b_r)
-        if state is None:
-            state = np.zeros(r.shape[:-1] + (filters,))
+    steps = range(x_r.shape[1])
+    pre_r = np.stack([conv(x_r[:, t], w_r, **geometry) + b_r for t in steps], 1)
+    pre_t = np.stack(
+        [conv(x_t[:, t], w_t[..., :channels, :], **geometry) for t in steps], 1
+    )
+    pre_t = pre_t + b_t
+    if normalize is not None:
+        pre_r, pre_t = normalize(pre_r), normalize(pre_t)
+    state = np.zeros(pre_r.shape[:1] + pre_r.shape[2:])
+    outputs = []
+    for t in steps:
+        r = activation(pre_r[:, t])
         if one_conv:
+            # The reference implementation's single convolution for T.
             both = np.concatenate([x_t[:, t], state], axis=-1)
-            pre_t = conv(both, w_t)
+            state = recurrent_activation(conv(both, w_t) + b_t)
         else:
-            pre_t = conv(x_t[:, t], w_t[..., :channels, :], **geometry)
-            pre_t = pre_t + conv(state, w_t[..., channels:, :])
-        state = recurrent_activation(pre_t + b_t)
+            state = recurrent_activation(
+                pre_t[:, t] + conv(state, w_t[..., channels:, :])
+            )
         if merge == "multiply":
             outputs.append(r * state)
         elif merge == "add":
@@ -105,3 +117,11 @@ def cbm_sequence(
         else:
             outputs.append(np.concatenate([r, state], axis=-1))
     return np.stack(outputs, axis=1), state
+
+
+def batch_norm(values, epsilon=1e-3):
+    """Normalises per channel over every other axis (Keras' default
+    epsilon, initial scale 1 and offset 0)."""
+    axes = tuple(range(values.ndim - 1))
+    mean, variance = values.mean(axes), values.var(axes)
+    return (values - mean) / np.sqrt(variance + epsilon)

@@ -187,7 +187,6 @@ class MotionOrder(LocalCodePath, tfds.core.GeneratorBasedBuilder):
                 }
             ),
             supervised_keys=("video", "label"),
-            homepage="https://github.com/keras-team/keras",
         )
 
     def _split_generators(self, dl_manager):

@@ -12,6 +12,16 @@ from keras_cbm.datasets.code_path import LocalCodePath
 # the rest the test split: test videos show digits never seen in training.
 TRAIN_DIGIT_FRACTION = 0.8
 _SPLIT_INDEX = {"train": 0, "test": 1}
+# The source of scikit-learn's `load_digits`.
+DIGITS_CITATION = """
+@misc{alpaydin1998optical,
+  author = {Alpaydin, E. and Kaynak, C.},
+  title = {Optical Recognition of Handwritten Digits},
+  year = {1998},
+  howpublished = {UCI Machine Learning Repository},
+  doi = {10.24432/C50P49}
+}
+"""
 
 
 @dataclasses.dataclass
@@ -151,7 +161,11 @@ class MovingDigits(LocalCodePath, tfds.core.GeneratorBasedBuilder):
                     "video_id": tfds.features.Text(),
                 }
             ),
-            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html",
+            homepage=(
+                "https://archive.ics.uci.edu/dataset/80/"
+                "optical+recognition+of+handwritten+digits"
+            ),
+            citation=DIGITS_CITATION,
         )
 
     def _split_generators(self, dl_manager):

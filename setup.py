@@ -22,8 +22,13 @@ setuptools.setup(
         # longer installs it.
         "tensorboard",
         "numpy",
+        # Bundled handwritten digits for the moving_digits dataset.
+        "scikit-learn",
+        # PNG training curves of the examples.
+        "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "jax[cpu]", "ruff"],
+        # tfds.testing imports dill, which tensorflow-datasets leaves out.
+        "test": ["pytest", "pytest-xdist", "jax[cpu]", "ruff", "dill"],
     },
 )

@@ -8,3 +8,9 @@ from keras_cbm.training.coherence_model import CoherenceModel
 from keras_cbm.training.deep_cbm_split import DeepCBMSplit
 
 __all__ = ["CoherenceModel", "DeepCBMSplit"]
+
+# Multi-worker `fit` (workaround for keras-team/keras issue 20585).
+from keras_cbm.training.multi_worker import MultiWorkerCoherenceModel  # noqa: E402
+from keras_cbm.training.multi_worker import MultiWorkerFit  # noqa: E402
+
+__all__ += ["MultiWorkerCoherenceModel", "MultiWorkerFit"]

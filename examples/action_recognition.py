@@ -112,7 +112,9 @@ def motion_order_builder(args, config_name):
         if value is not None and value != getattr(base, key)
     }
     if not overrides:
-        return tfds.builder(f"motion_order/{config_name}", data_dir=args.data_dir)
+        return tfds.builder(
+            f"motion_order/{config_name}", data_dir=args.data_dir
+        )
     suffix = "_".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     config = keras_cbm.datasets.MotionOrderConfig(
         **{
@@ -268,7 +270,8 @@ def export_saved_model(trainer, path):
     return "per-frame model.export (frames -> per-frame logits)"
 
 
-def run(args, config_name="recognition", task="action recognition"):
+def run(args, config_name=None, task="action recognition"):
+    config_name = config_name or args.config
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.output, exist_ok=True)

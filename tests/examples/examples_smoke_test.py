@@ -1,0 +1,101 @@
+"""Each example and `benchmarks/claims.py --quick` end to end with tiny
+flags (each within a minute on 2 CPU cores)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+ROOT = os.path.abspath(ROOT)
+EXAMPLES = ("action_recognition", "anticipation", "future_frame_prediction")
+
+
+def run_script(path, *args, timeout=180):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, path), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def tiny_classifier_flags(tmp_path, config):
+    return (
+        f"--config={config}",
+        f"--data-dir={tmp_path / 'data'}",
+        f"--output={tmp_path / 'out'}",
+        "--frame-stride=2",
+        "--clips-per-video=3",
+        "--min-length=4",
+        "--max-length=8",
+        "--min-overlap=1",
+        "--stage-filters",
+        "4",
+        "--epochs=1",
+        "--batch-size=4",
+        "--verbose=0",
+    )
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_help(name):
+    assert "usage:" in run_script(f"examples/{name}.py", "--help")
+
+
+@pytest.mark.parametrize(
+    "name, config",
+    [
+        ("action_recognition", "recognition_small"),
+        ("anticipation", "anticipation_small"),
+    ],
+)
+def test_classifier_examples_train_evaluate_and_save(tmp_path, name, config):
+    stdout = run_script(
+        f"examples/{name}.py", *tiny_classifier_flags(tmp_path, config)
+    )
+    assert "Test accuracy (per video, 3 videos)" in stdout
+    assert "chance: 0.083" in stdout
+    out = tmp_path / "out"
+    assert (out / "model.keras").is_file()
+    assert (out / "training_curves.png").stat().st_size > 1000
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_future_frame_prediction(tmp_path):
+    stdout = run_script(
+        "examples/future_frame_prediction.py",
+        "--config=small",
+        f"--data-dir={tmp_path / 'data'}",
+        f"--output={tmp_path / 'out'}",
+        "--depth=2",
+        "--filters=4",
+        "--encoder-filters",
+        "4",
+        "8",
+        "--epochs=1",
+        "--batch-size=3",
+        "--verbose=0",
+    )
+    assert "| +2 |" in stdout and "mean PSNR" in stdout
+    out = tmp_path / "out"
+    assert (out / "model.keras").is_file()
+    assert (out / "predictions.png").stat().st_size > 1000
+    assert (out / "scores.md").is_file()
+
+
+def test_claims_quick(tmp_path):
+    stdout = run_script(
+        "benchmarks/claims.py",
+        "--quick",
+        f"--data-dir={tmp_path / 'data'}",
+        f"--output={tmp_path / 'out'}",
+        timeout=300,
+    )
+    assert "single-frame" in stdout and "±" in stdout
+    assert (tmp_path / "out" / "claims.md").is_file()

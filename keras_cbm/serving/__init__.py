@@ -1,0 +1,9 @@
+"""Serving: a deep CBM classifier as a TensorFlow SavedModel that classifies
+whole videos and follows live videos frame by frame.
+
+This subpackage needs the TensorFlow backend.
+"""
+
+from keras_cbm.serving.export import export
+
+__all__ = ["export"]

@@ -6,11 +6,12 @@ standalone deep CBM classifier and makes two training steps: on the whole
 video (`fit` of the per-frame model on `(1, frames, ...)`), or with
 `CoherenceModel` on `--clips` overlapping clips of `--clip-length` frames
 of that video (`keras_cbm.data.overlapping_clips`). Memory is the resident
-set size (RSS), sampled every millisecond: "step" is the peak during the
-second step minus the RSS just before it (what the step itself needs; the
-first step also traces the graph), "peak" is the process's peak RSS
+set size (RSS), sampled every millisecond: "step" is the peak during a
+step after the first minus the RSS just before it (what the step itself
+needs; the first step also traces the graph), "peak" is the process's peak RSS
 (`ru_maxrss`). Large allocations are returned to the system when freed
-(`MALLOC_MMAP_THRESHOLD_`), so that each step is measured on its own.
+(`MALLOC_MMAP_THRESHOLD_`), so that each step is measured on its own;
+the median of three steps is kept.
 The growth ratios compare the step memory of the longest and shortest
 videos; targets: clips <= 1.1x, full video >= 10x.
 
@@ -97,7 +98,10 @@ def worker(mode, frames, args):
         trainer = CoherenceModel(model, coherence_weight=1.0)
         trainer.compile(keras.optimizers.Adam(1e-3), loss)
     trainer.train_on_batch(*batch)
-    step = step_memory(lambda: trainer.train_on_batch(*batch))
+    # The median of three steps: single samples vary by some MiB.
+    step = sorted(
+        step_memory(lambda: trainer.train_on_batch(*batch)) for _ in range(3)
+    )[1]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"step": step, "peak": peak}))
 

@@ -121,12 +121,14 @@ class DeepCBM(layers.Layer):
         activation: Activation of R in CBM layers (of the cell input and
             output in `ConvLSTM2D`).
         recurrent_activation: Activation of T (of the LSTM gates).
-        batch_norm: Whether to normalise each layer's output (and each
-            shortcut convolution). The reference normalises the two
-            convolutions inside the CBM cell before their activations, with
-            statistics per time step; here one batch normalisation per layer
-            normalises the merged output with statistics over all unmasked
-            `batch * time` frames, and the cell equations are unchanged.
+        batch_norm: Whether to batch-normalise each layer's convolutions
+            (and each shortcut convolution). CBM layers normalise R's and
+            T's input convolutions before their activations
+            (`ConvCBM2D(batch_norm=True)`), with statistics over all
+            unmasked `batch * time` frames; the reference normalises each
+            time step on its own and includes T's recurrent term.
+            `keras.layers.ConvLSTM2D` has no such option, so the ConvLSTM
+            baseline normalises each layer's output instead.
         cell: `"cbm"` for `ConvCBM2D` layers, `"convlstm"` for
             `keras.layers.ConvLSTM2D` layers of the same layout (their
             state is `[h, c]`; their forget-gate bias starts at 1).
@@ -261,11 +263,12 @@ class DeepCBM(layers.Layer):
                 )
             )
         ]
+        # Output normalisation stands in for the convolutions' in ConvLSTM.
         self.norms = [
             layers.BatchNormalization(
                 name=f"batch_norm_{i + 1}", dtype=self.dtype_policy
             )
-            if batch_norm
+            if batch_norm and cell == "convlstm"
             else None
             for i in range(depth)
         ]
@@ -303,6 +306,7 @@ class DeepCBM(layers.Layer):
         return ConvCBM2D(
             merge=self.merge,
             temporal_dropout=rate,
+            batch_norm=self.batch_norm,
             name=f"cbm_{index + 1}",
             **common,
         )

@@ -126,8 +126,9 @@ class BackboneClassifierTest(testing.TestCase, BuilderContractMixin):
         ):
             self.assertAllClose(got, expected)
         self.assertTrue(model.get_layer("backbone").layer.trainable)
-        # Conv; CBM kernels and bias; batch norm; the head's two Dense.
-        self.assertLen(model.trainable_weights, 2 + 3 + 2 + 2 * 2)
+        # Conv; CBM kernels and bias; its two batch norms; the head's two
+        # Dense.
+        self.assertLen(model.trainable_weights, 2 + 3 + 2 * 2 + 2 * 2)
 
     def test_default_vgg19_backbone(self):
         model = models.backbone_classifier(

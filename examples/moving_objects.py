@@ -43,13 +43,13 @@ def moving_squares(count, frames=10, size=16, square=3, speed=1, seed=0):
     return clips.astype("float32"), labels.astype("int32")
 
 
-def build_model(frames, size, filters, classes=len(DIRECTIONS)):
+def build_model(frames, size, filters):
     return keras.Sequential(
         [
             keras.Input((frames, size, size, 1)),
             ConvCBM2D(filters, 3, padding="same", temporal_dropout=0.5),
             keras.layers.GlobalMaxPooling2D(),
-            keras.layers.Dense(classes),
+            keras.layers.Dense(len(DIRECTIONS)),
         ],
         name="moving_objects_cbm",
     )

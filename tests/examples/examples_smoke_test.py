@@ -9,7 +9,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 ROOT = os.path.abspath(ROOT)
-EXAMPLES = ("action_recognition", "anticipation", "future_frame_prediction")
 
 
 def run_script(path, *args, timeout=180):
@@ -43,9 +42,28 @@ def tiny_classifier_flags(tmp_path, config):
     )
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        name[: -len(".py")]
+        for name in os.listdir(os.path.join(ROOT, "examples"))
+        if name.endswith(".py")
+    ),
+)
 def test_help(name):
     assert "usage:" in run_script(f"examples/{name}.py", "--help")
+
+
+def test_moving_objects_trains_and_saves(tmp_path):
+    stdout = run_script(
+        "examples/moving_objects.py",
+        "--train-clips=96",
+        "--test-clips=32",
+        "--epochs=1",
+        f"--output={tmp_path}",
+    )
+    assert "test accuracy" in stdout
+    assert (tmp_path / "model.keras").is_file()
 
 
 @pytest.mark.parametrize(

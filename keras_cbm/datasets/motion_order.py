@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_cbm.datasets.code_path import LocalCodePath
+from keras_cbm.datasets.local_builder import LocalBuilder
 
 # (row step, column step) of one frame of motion at speed 1.
 DIRECTIONS = {
@@ -67,7 +67,7 @@ class MotionOrderConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
-class MotionOrder(LocalCodePath, tfds.core.GeneratorBasedBuilder):
+class MotionOrder(LocalBuilder, tfds.core.GeneratorBasedBuilder):
     """Motion Order: which way a square moves first, and which way next.
 
     Every video shows, on a black `frame_size x frame_size` torus (objects
@@ -192,13 +192,6 @@ class MotionOrder(LocalCodePath, tfds.core.GeneratorBasedBuilder):
             ),
             supervised_keys=("video", "label"),
         )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Generated: nothing to download.
-        return {
-            "train": self._generate_examples("train"),
-            "test": self._generate_examples("test"),
-        }
 
     def _generate_examples(self, split):
         yield from motion_order_examples(self.builder_config, split)

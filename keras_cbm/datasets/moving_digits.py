@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_cbm.datasets.code_path import LocalCodePath
+from keras_cbm.datasets.local_builder import LocalBuilder
 
 # The first 80 % of scikit-learn's 1797 digit images feed the train split,
 # the rest the test split: test videos show digits never seen in training.
@@ -54,7 +54,7 @@ class MovingDigitsConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
-class MovingDigits(LocalCodePath, tfds.core.GeneratorBasedBuilder):
+class MovingDigits(LocalBuilder, tfds.core.GeneratorBasedBuilder):
     """Moving Digits: handwritten digits that move and bounce, to predict.
 
     Like Moving MNIST: `num_digits` handwritten digits move on a black
@@ -168,13 +168,6 @@ class MovingDigits(LocalCodePath, tfds.core.GeneratorBasedBuilder):
             ),
             citation=DIGITS_CITATION,
         )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Generated: nothing to download.
-        return {
-            "train": self._generate_examples("train"),
-            "test": self._generate_examples("test"),
-        }
 
     def _generate_examples(self, split):
         yield from moving_digits_examples(self.builder_config, split)

@@ -354,8 +354,9 @@ class BaseCBM(layers.RNN):
 
     `keras.layers.RNN` would run the whole cell at every step. Here R and the
     input term of T depend on no earlier step, so they run first as one
-    projection over all `batch * time` frames, and only `U_T * c` and the
-    merge run inside the sequential loop. Masking, `go_backwards`,
+    projection over all `batch * time` frames; only `U_T * c` runs inside
+    the sequential loop (with the merge, when a mask must hold a masked
+    step's output; else the merge runs after the loop). Masking, `go_backwards`,
     `stateful`, `unroll`, `return_state` and `initial_state` behave as in
     `keras.layers.RNN`, with the same outputs and gradients as the cell run
     step by step.

@@ -212,27 +212,15 @@ def pipelines(args, settings, train, test, max_steps, seed):
         .batch(args.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    test_windows = (
+    test_windows = data.padded_window_batch(
         data.uniform_clips(
             test,
             window,
             max(window // 2, 1),
             frame_stride=args.frame_stride,
-        )
-        .padded_batch(
-            args.batch_size,
-            padding_values=(
-                {
-                    "clips": tf.constant(0, "uint8"),
-                    "mask": False,
-                    "alignment": -1,
-                    "video_id": tf.constant(0, "int64"),
-                },
-                tf.constant(0, "int64"),
-            ),
-        )
-        .prefetch(tf.data.AUTOTUNE)
-    )
+        ),
+        args.batch_size,
+    ).prefetch(tf.data.AUTOTUNE)
     return train_batches, test_windows
 
 

@@ -175,24 +175,12 @@ def clip_datasets(args, train, test):
         .prefetch(tf.data.AUTOTUNE)
     )
     stride = args.eval_stride or max(args.max_length // 2, 1)
-    test_windows = (
+    test_windows = data.padded_window_batch(
         data.uniform_clips(
             test, args.max_length, stride, frame_stride=args.frame_stride
-        )
-        .padded_batch(
-            args.batch_size,
-            padding_values=(
-                {
-                    "clips": tf.constant(0, "uint8"),
-                    "mask": False,
-                    "alignment": -1,
-                    "video_id": tf.constant(0, "int64"),
-                },
-                tf.constant(0, "int64"),
-            ),
-        )
-        .prefetch(tf.data.AUTOTUNE)
-    )
+        ),
+        args.batch_size,
+    ).prefetch(tf.data.AUTOTUNE)
     return train_clips, test_windows
 
 

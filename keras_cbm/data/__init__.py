@@ -6,6 +6,7 @@ This subpackage imports TensorFlow; `keras_cbm` does not import it.
 """
 
 from keras_cbm.data.overlapping_clips import overlapping_clips
+from keras_cbm.data.uniform_clips import padded_window_batch
 from keras_cbm.data.uniform_clips import uniform_clips
 
-__all__ = ["overlapping_clips", "uniform_clips"]
+__all__ = ["overlapping_clips", "padded_window_batch", "uniform_clips"]

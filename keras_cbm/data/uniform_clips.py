@@ -51,8 +51,8 @@ def uniform_clips(
         the structure of `overlapping_clips`' output and `W` windows in
         place of its `K` clips: `"clips"` `(W, clip_length, *frame_shape)`,
         `"mask"` and `"alignment"` `(W, clip_length)`, `"video_id"`. `W`
-        varies with the video's length: batch one video at a time, or use
-        `padded_batch` with `-1` as the padding of `"alignment"`.
+        varies with the video's length: batch one video at a time, or with
+        `padded_window_batch`.
 
     Example:
 
@@ -88,3 +88,36 @@ def uniform_alignment(num_frames, clip_length, stride, frame_stride):
     windows = 1 + (beyond_first + stride - 1) // stride
     step = tf.range(windows)[:, None] * stride + tf.range(clip_length)[None, :]
     return tf.where(step < steps, step * frame_stride, -1)
+
+
+def padded_window_batch(dataset, batch_size):
+    """Batches `uniform_clips`' output, padding videos to the most windows.
+
+    Padding windows are masked (`mask` False, `alignment` -1, zero frames),
+    so per-video evaluation ignores them.
+
+    Args:
+        dataset: The output of `uniform_clips`.
+        batch_size: Videos per batch.
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, label)` batches.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> videos = tf.data.Dataset.from_tensor_slices(
+    ...     {"video": tf.zeros((2, 40, 4, 4, 1), "uint8"), "label": [0, 1]}
+    ... ).map(lambda e: dict(e, video=e["video"][: 20 + 20 * e["label"]]))
+    >>> inputs, _ = next(iter(padded_window_batch(
+    ...     uniform_clips(videos, 16, 8), 2)))
+    >>> inputs["mask"].shape, int(inputs["alignment"][0, -1, 0])
+    (TensorShape([2, 4, 16]), -1)
+    """
+    check_integer("batch_size", batch_size, 1)
+    padding = tf.nest.map_structure(
+        lambda spec: tf.zeros((), spec.dtype), dataset.element_spec
+    )
+    alignment_dtype = dataset.element_spec[0]["alignment"].dtype
+    padding[0]["alignment"] = tf.constant(-1, alignment_dtype)
+    return dataset.padded_batch(batch_size, padding_values=padding)

@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from keras_cbm.data import padded_window_batch
 from keras_cbm.data import uniform_clips
 from tests.data.videos import assert_frames_match_alignment
 from tests.data.videos import clip_frames
@@ -78,3 +79,22 @@ def test_invalid_arguments_raise_naming_them(arguments, message):
     with pytest.raises(ValueError) as error:
         uniform_clips(counting_videos([10]), **{**valid, **arguments})
     assert message in str(error.value)
+
+
+def test_padded_window_batch_masks_the_padding_windows():
+    videos = counting_videos([5, 40])
+    windows = uniform_clips(videos, 8, 4)
+    (inputs, labels), = collect(padded_window_batch(windows, 2))
+    unbatched = collect(windows)
+    assert inputs["alignment"].shape == (2, 9, 8)
+    # The short video's windows come first; the rest is masked padding.
+    count = len(unbatched[0][0]["alignment"])
+    np.testing.assert_array_equal(
+        inputs["alignment"][0, :count], unbatched[0][0]["alignment"]
+    )
+    assert (inputs["alignment"][0, count:] == -1).all()
+    assert not inputs["mask"][0, count:].any()
+    assert (inputs["clips"][0, count:] == 0).all()
+    np.testing.assert_array_equal(labels, [5, 40])
+    with pytest.raises(ValueError, match="`batch_size` must be an integer"):
+        padded_window_batch(windows, 0)

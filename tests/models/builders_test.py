@@ -18,6 +18,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    # Initial weights, dropout draws and shuffling would vary run to run.
+    keras.utils.set_random_seed(0)
+
+
 def tiny_cnn(frame_shape=(16, 16, 3)):
     return keras.Sequential(
         [

@@ -288,19 +288,23 @@ class DeepCBMStateTest(testing.TestCase):
         mask = np.array([[True, True, True, False]] * 2)
         masked = DeepCBM(depth=2, filters=4, batch_norm=True)
         short = DeepCBM.from_config(masked.get_config())
-        masked.build(x.shape)
-        short.build(x.shape)
-        short.set_weights(masked.get_weights())
+        unmasked = DeepCBM.from_config(masked.get_config())
+        for stack in (masked, short, unmasked):
+            stack.build(x.shape)
+            stack.set_weights(masked.get_weights())
         masked(x, mask=mask, training=True)
         short(x[:, :3], training=True)
+        unmasked(x, training=True)
         means = [
             [w for w in stack.weights if "moving_mean" in w.path]
-            for stack in (masked, short)
+            for stack in (masked, short, unmasked)
         ]
         self.assertLen(means[0], 4)  # R's and T's, in both layers.
-        for got, want in zip(*means, strict=True):
+        for got, want in zip(means[0], means[1], strict=True):
             self.assertAllClose(got, want, atol=1e-5)
-            self.assertNotAllClose(got, np.zeros(4), atol=1e-4)
+        # Counted in, the bright frame would move the first layer's means.
+        for got, bright in zip(means[0][:2], means[2][:2], strict=True):
+            self.assertNotAllClose(got, bright, atol=1e-2)
 
 
 class DeepCBMKerasTest(testing.TestCase):

@@ -84,7 +84,7 @@ def test_invalid_arguments_raise_naming_them(arguments, message):
 def test_padded_window_batch_masks_the_padding_windows():
     videos = counting_videos([5, 40])
     windows = uniform_clips(videos, 8, 4)
-    (inputs, labels), = collect(padded_window_batch(windows, 2))
+    ((inputs, labels),) = collect(padded_window_batch(windows, 2))
     unbatched = collect(windows)
     assert inputs["alignment"].shape == (2, 9, 8)
     # The short video's windows come first; the rest is masked padding.

@@ -37,6 +37,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 import keras_cbm.datasets  # noqa: E402  (registers the builders)
 from keras_cbm import data  # noqa: E402
 from keras_cbm import models  # noqa: E402
+from keras_cbm import serving  # noqa: E402
 from keras_cbm import training  # noqa: E402
 
 NUM_CLASSES = len(keras_cbm.datasets.MOTION_ORDER_CLASSES)
@@ -82,7 +83,12 @@ def parse_args(argv=None, description=None):
     add("--blocks-per-stage", type=int, default=1)
     add("--epochs", type=int, default=7)
     add("--batch-size", type=int, default=16, help="Videos per batch.")
-    add("--learning-rate", type=float, default=3e-3)
+    add(
+        "--learning-rate",
+        type=float,
+        default=3e-3,
+        help="Initial learning rate; a cosine decays it to 0.",
+    )
     add(
         "--eval-stride",
         type=int,
@@ -184,7 +190,9 @@ def clip_datasets(args, train, test):
     return train_clips, test_windows
 
 
-def build_trainer(args, frame_shape):
+def build_trainer(args, frame_shape, steps):
+    """The coherence trainer of a standalone classifier; its learning rate
+    decays from `--learning-rate` to zero over the `steps` of training."""
     net = models.standalone_classifier(
         NUM_CLASSES,
         frame_shape=frame_shape,
@@ -198,7 +206,9 @@ def build_trainer(args, frame_shape):
     )
     trainer.compile(
         optimizer=keras.optimizers.AdamW(
-            args.learning_rate, weight_decay=1e-4, clipvalue=5.0
+            keras.optimizers.schedules.CosineDecay(args.learning_rate, steps),
+            weight_decay=1e-4,
+            clipvalue=5.0,
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
@@ -259,20 +269,6 @@ def plot_history(history, path, title):
     plt.close(figure)
 
 
-def export_saved_model(trainer, path):
-    """Exports a SavedModel: `keras_cbm.serving.export` where it exists,
-    else the per-frame model's own `export` (frames to per-frame logits)."""
-    try:
-        from keras_cbm import serving
-    except ImportError:
-        serving = None
-    if serving is not None and hasattr(serving, "export"):
-        serving.export(trainer, path)
-        return "keras_cbm.serving.export"
-    trainer.model.export(path, verbose=False)
-    return "per-frame model.export (frames -> per-frame logits)"
-
-
 def run(args, config_name=None, task="action recognition"):
     config_name = config_name or args.config
     start = time.perf_counter()
@@ -288,7 +284,8 @@ def run(args, config_name=None, task="action recognition"):
         f"{build_seconds:.0f} s ({builder.data_dir})"
     )
     train_clips, test_windows = clip_datasets(args, train, test)
-    trainer = build_trainer(args, frame_shape)
+    steps_per_epoch = -(-config.train_videos // args.batch_size)
+    trainer = build_trainer(args, frame_shape, args.epochs * steps_per_epoch)
     depth = trainer.model.get_layer("deep_cbm").depth
     print(
         f"{depth}-layer CBM classifier, "
@@ -316,7 +313,7 @@ def run(args, config_name=None, task="action recognition"):
         curves_path,
         f"{depth}-layer CBM, {task} on motion_order/{config.name}",
     )
-    exporter = export_saved_model(trainer, saved_model_path)
+    serving.export(trainer, saved_model_path)
     with open(history_path, "w") as file:
         json.dump(
             {
@@ -331,7 +328,7 @@ def run(args, config_name=None, task="action recognition"):
     seconds = time.perf_counter() - start
     print(f"Model (.keras):   {model_path}")
     print(f"Training curves:  {curves_path}")
-    print(f"SavedModel:       {saved_model_path}  [{exporter}]")
+    print(f"SavedModel:       {saved_model_path}")
     print(f"History:          {history_path}")
     print(
         f"Test accuracy (per video, {config.test_videos} videos): "

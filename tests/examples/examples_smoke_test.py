@@ -107,6 +107,35 @@ def test_future_frame_prediction(tmp_path):
     assert (out / "scores.md").is_file()
 
 
+def test_serving(tmp_path):
+    stdout = run_script(
+        "examples/serving.py",
+        "--videos=4",
+        "--frames=8",
+        "--epochs=1",
+        f"--output={tmp_path / 'served'}",
+    )
+    assert stdout.count("classify") == 2 and "mean of 8 steps" in stdout
+    assert (tmp_path / "served" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("tuner", ["random", "hyperband"])
+def test_tuning(tmp_path, tuner):
+    stdout = run_script(
+        "examples/tuning.py",
+        f"--tuner={tuner}",
+        "--trials=2",
+        "--epochs=1",
+        "--max-epochs=2",
+        "--videos=4",
+        "--max-depth=2",
+        f"--directory={tmp_path}",
+    )
+    assert "best hyperparameters: {'depth': 2" in stdout
+    assert "best model: validation loss" in stdout
+    assert (tmp_path / tuner).is_dir()
+
+
 def test_claims_quick(tmp_path):
     stdout = run_script(
         "benchmarks/claims.py",

@@ -3,11 +3,14 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras import ops
 from keras.src import testing
 
 from keras_cbm import data
 from keras_cbm.losses import OverlapCoherence
 from keras_cbm.training import CoherenceModel
+from tests.training.tiny import FRAME_SHAPE
 from tests.training.tiny import fixed_clips
 from tests.training.tiny import tiny_model
 from tests.training.tiny import videos
@@ -48,6 +51,60 @@ class CoherenceFitTest(testing.TestCase):
         ):
             self.assertAllClose(got, expected, atol=1e-5)
         self.assertNotAllClose(model.get_weights()[0], initial[0])
+
+    def test_coherence_weight_adds_its_gradient_to_the_update(self):
+        # With plain SGD an update is linear in the gradient: the update
+        # with weight w minus the update with weight 0 is
+        # -lr * w * d(coherence)/d(weights), computed here from the public
+        # loss on the wrapped model's own per-clip predictions.
+        clips = fixed_clips(batch_size=2, clips=3, min_length=6, max_length=6)
+        inputs, _ = as_numpy(clips)[0]
+        learning_rate, weight = 0.1, 0.5
+        model = tiny_model()
+        initial = model.get_weights()
+
+        def update(coherence_weight):
+            model.set_weights(initial)
+            trainer = CoherenceModel(model, coherence_weight=coherence_weight)
+            trainer.compile(keras.optimizers.SGD(learning_rate), LOSS)
+            trainer.fit(clips.take(1), epochs=1, verbose=0)
+            return [
+                after - before
+                for after, before in zip(
+                    model.get_weights(), initial, strict=True
+                )
+            ]
+
+        with_coherence, without = update(weight), update(0.0)
+        model.set_weights(initial)
+        batch, count, steps = inputs["mask"].shape
+        with tf.GradientTape() as tape:
+            logits = model(
+                inputs["clips"].reshape((-1, steps) + FRAME_SHAPE),
+                training=True,
+            )
+            probabilities = ops.softmax(
+                ops.reshape(logits, (batch, count, steps, -1))
+            )
+            coherence = OverlapCoherence()(inputs["alignment"], probabilities)
+        gradients = tape.gradient(coherence, model.trainable_weights)
+        self.assertGreater(float(coherence), 0.0)
+        expected = {
+            id(variable): -learning_rate * weight * gradient.numpy()
+            for variable, gradient in zip(
+                model.trainable_weights, gradients, strict=True
+            )
+        }
+        changed = 0
+        for variable, got, base in zip(
+            model.weights, with_coherence, without, strict=True
+        ):
+            difference = got - base
+            self.assertAllClose(
+                difference, expected[id(variable)], atol=1e-6, rtol=1e-3
+            )
+            changed += int(np.abs(difference).max() > 1e-7)
+        self.assertGreater(changed, 0)
 
     def test_history_callbacks_validation_and_steps_per_epoch(self):
         trainer = CoherenceModel(tiny_model(), coherence_weight=0.5)

@@ -30,7 +30,7 @@ stdout and to `<output>/claims.md` (with the command), the raw numbers to
 `claims.json`.
 
     python benchmarks/claims.py              # <= 2 hours on 2 CPU cores
-    python benchmarks/claims.py --quick      # tiny: 1 seed, ~1-2 minutes
+    python benchmarks/claims.py --quick      # tiny: 1 seed, ~45 s
 """
 
 import os
@@ -90,7 +90,7 @@ def parse_args(argv=None):
     if args.quick:
         args.config = "recognition_small"
         args.seeds = 1
-        args.depths = [1, 2, 3]
+        args.depths = [1, 2, 2]
         args.filters = 4
         args.steps = 2
         args.batch_size = 3

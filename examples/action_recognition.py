@@ -26,24 +26,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
-
-import keras_cbm.datasets  # noqa: E402  (registers the builders)
-from keras_cbm import data  # noqa: E402
-from keras_cbm import models  # noqa: E402
-from keras_cbm import serving  # noqa: E402
-from keras_cbm import training  # noqa: E402
-
-NUM_CLASSES = len(keras_cbm.datasets.MOTION_ORDER_CLASSES)
+# TensorFlow, Keras and keras_cbm are imported in the functions that use
+# them, so that `--help` (and `anticipation.py`, which imports this module)
+# answers before they load.
 
 
-def parse_args(argv=None, description=None):
+def parse_args(argv=None, description=None, **defaults):
+    """The flags; `defaults` replaces some of their defaults (shown by
+    `--help`)."""
     parser = argparse.ArgumentParser(
         description=description or __doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -54,34 +44,63 @@ def parse_args(argv=None, description=None):
         "--train-videos",
         type=int,
         default=None,
-        help="Videos in the train split (default: the config's, 1600); "
-        "a different number builds a custom config.",
+        help="Videos in the train split; none: the config's (1600). "
+        "A different number builds a custom config.",
     )
     add("--test-videos", type=int, default=None, help="As --train-videos.")
     add(
         "--min-frames",
         type=int,
         default=None,
-        help="Shortest video (default: the config's, 128).",
+        help="Shortest video; none: the config's (128).",
     )
     add(
         "--max-frames",
         type=int,
         default=None,
-        help="Longest video (default: the config's, 160).",
+        help="Longest video; none: the config's (160).",
     )
-    add("--frame-size", type=int, default=None, help="Frame rows and cols.")
-    add("--data-dir", default="outputs/tensorflow_datasets")
+    add(
+        "--frame-size",
+        type=int,
+        default=None,
+        help="Frame rows and cols; none: the config's (32).",
+    )
+    add(
+        "--data-dir",
+        default="outputs/tensorflow_datasets",
+        help="Where TFDS builds the dataset.",
+    )
     add("--frame-stride", type=int, default=4, help="Frames between steps.")
-    add("--clips-per-video", type=int, default=4)
+    add("--clips-per-video", type=int, default=4, help="Clips per video.")
     add("--min-length", type=int, default=12, help="Shortest clip, steps.")
     add("--max-length", type=int, default=24, help="Longest clip, steps.")
     add("--min-overlap", type=int, default=4, help="Steps shared by clips.")
-    add("--coherence-weight", type=float, default=0.8)
-    add("--state-handover", action="store_true")
-    add("--stage-filters", type=int, nargs="+", default=[8, 16])
-    add("--blocks-per-stage", type=int, default=1)
-    add("--epochs", type=int, default=7)
+    add(
+        "--coherence-weight",
+        type=float,
+        default=0.8,
+        help="Weight of the overlap coherence loss.",
+    )
+    add(
+        "--state-handover",
+        action="store_true",
+        help="Clips start from the states of earlier clips of their video.",
+    )
+    add(
+        "--stage-filters",
+        type=int,
+        nargs="+",
+        default=[8, 16],
+        help="CBM filters of each stage of residual blocks.",
+    )
+    add(
+        "--blocks-per-stage",
+        type=int,
+        default=1,
+        help="Two-layer residual blocks a stage.",
+    )
+    add("--epochs", type=int, default=7, help="Training epochs.")
     add("--batch-size", type=int, default=16, help="Videos per batch.")
     add(
         "--learning-rate",
@@ -93,17 +112,26 @@ def parse_args(argv=None, description=None):
         "--eval-stride",
         type=int,
         default=None,
-        help="Steps between test windows (default: --max-length // 2).",
+        help="Steps between test windows; none: --max-length // 2.",
     )
-    add("--seed", type=int, default=0)
-    add("--output", default="outputs/action_recognition")
+    add("--seed", type=int, default=0, help="Seed of weights and clips.")
+    add(
+        "--output",
+        default="outputs/action_recognition",
+        help="Folder of the outputs.",
+    )
     add("--verbose", type=int, default=1, help="model.fit verbosity.")
+    parser.set_defaults(**defaults)
     return parser.parse_args(argv)
 
 
 def motion_order_builder(args, config_name):
     """The TFDS builder of `config_name`, or of a custom config when the
     size flags differ from it."""
+    import tensorflow_datasets as tfds
+
+    import keras_cbm.datasets  # registers the builders
+
     base = keras_cbm.datasets.MotionOrder.builder_configs[config_name]
     overrides = {
         "train_videos": args.train_videos,
@@ -167,6 +195,10 @@ def load_splits(args, config_name):
 def clip_datasets(args, train, test):
     """Overlapping random clips for training; sliding windows covering
     every test video for per-video evaluation."""
+    import tensorflow as tf
+
+    from keras_cbm import data
+
     train_clips = (
         data.overlapping_clips(
             train.shuffle(2048, seed=args.seed),
@@ -193,8 +225,14 @@ def clip_datasets(args, train, test):
 def build_trainer(args, frame_shape, steps):
     """The coherence trainer of a standalone classifier; its learning rate
     decays from `--learning-rate` to zero over the `steps` of training."""
+    import keras
+
+    import keras_cbm.datasets
+    from keras_cbm import models
+    from keras_cbm import training
+
     net = models.standalone_classifier(
-        NUM_CLASSES,
+        len(keras_cbm.datasets.MOTION_ORDER_CLASSES),
         frame_shape=frame_shape,
         stage_filters=tuple(args.stage_filters),
         blocks_per_stage=args.blocks_per_stage,
@@ -216,8 +254,14 @@ def build_trainer(args, frame_shape, steps):
     return trainer
 
 
-def plot_history(history, path, title):
-    """Writes a PNG with the losses and the accuracies per epoch."""
+def plot_history(history, path, title, chance):
+    """Writes a PNG with the losses and the accuracies per epoch, and
+    `chance` accuracy as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     epochs = range(1, len(history["loss"]) + 1)
     figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (
@@ -256,9 +300,7 @@ def plot_history(history, path, title):
             marker="o",
             label="test (per video)",
         )
-    accuracies.axhline(
-        1.0 / NUM_CLASSES, color="gray", linestyle=":", label="chance"
-    )
+    accuracies.axhline(chance, color="gray", linestyle=":", label="chance")
     accuracies.set(
         xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1)
     )
@@ -270,7 +312,13 @@ def plot_history(history, path, title):
 
 
 def run(args, config_name=None, task="action recognition"):
+    import keras
+
+    import keras_cbm.datasets
+    from keras_cbm import serving
+
     config_name = config_name or args.config
+    chance = 1.0 / len(keras_cbm.datasets.MOTION_ORDER_CLASSES)
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.output, exist_ok=True)
@@ -312,6 +360,7 @@ def run(args, config_name=None, task="action recognition"):
         history,
         curves_path,
         f"{depth}-layer CBM, {task} on motion_order/{config.name}",
+        chance,
     )
     serving.export(trainer, saved_model_path)
     with open(history_path, "w") as file:
@@ -332,7 +381,7 @@ def run(args, config_name=None, task="action recognition"):
     print(f"History:          {history_path}")
     print(
         f"Test accuracy (per video, {config.test_videos} videos): "
-        f"{accuracy:.3f}   chance: {1.0 / NUM_CLASSES:.3f}   "
+        f"{accuracy:.3f}   chance: {chance:.3f}   "
         f"total time: {seconds / 60:.1f} min"
     )
     return accuracy

@@ -25,12 +25,13 @@ from action_recognition import run  # noqa: E402
 
 
 def main(argv=None):
-    args = parse_args(argv, description=__doc__.split("\n\n")[0])
-    if args.output == "outputs/action_recognition":
-        args.output = "outputs/anticipation"
-    if args.config == "recognition":
-        args.config = "anticipation"
-    run(args, config_name=args.config, task="anticipation")
+    args = parse_args(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        config="anticipation",
+        output="outputs/anticipation",
+    )
+    run(args, task="anticipation")
 
 
 if __name__ == "__main__":

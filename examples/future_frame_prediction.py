@@ -17,21 +17,12 @@ import argparse
 import os
 import time
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
-
-import keras_cbm.datasets  # noqa: E402  (registers the builders)
-from keras_cbm import models  # noqa: E402
-from keras_cbm.metrics.frame_metrics import frame_psnr  # noqa: E402
-from keras_cbm.metrics.frame_metrics import frame_ssim  # noqa: E402
+# TensorFlow, Keras and keras_cbm are imported in the functions that use
+# them, so that `--help` answers before they load.
 
 
 def parse_args(argv=None):
@@ -45,24 +36,42 @@ def parse_args(argv=None):
         "--train-videos",
         type=int,
         default=None,
-        help="Train videos used (default: all of the split).",
+        help="Train videos used; none: all of the split.",
     )
     add("--test-videos", type=int, default=None, help="As --train-videos.")
-    add("--data-dir", default="outputs/tensorflow_datasets")
+    add(
+        "--data-dir",
+        default="outputs/tensorflow_datasets",
+        help="Where TFDS builds the dataset.",
+    )
     add("--depth", type=int, default=5, help="CBM layers.")
-    add("--filters", type=int, default=16)
-    add("--encoder-filters", type=int, nargs="+", default=[16, 32])
-    add("--epochs", type=int, default=10)
-    add("--batch-size", type=int, default=16)
-    add("--learning-rate", type=float, default=2e-3)
+    add("--filters", type=int, default=16, help="Filters a CBM layer.")
+    add(
+        "--encoder-filters",
+        type=int,
+        nargs="+",
+        default=[16, 32],
+        help="Filters of the encoder's strided convolutions.",
+    )
+    add("--epochs", type=int, default=10, help="Training epochs.")
+    add("--batch-size", type=int, default=16, help="Videos per batch.")
+    add("--learning-rate", type=float, default=2e-3, help="Adam's.")
     add("--strip-videos", type=int, default=4, help="Test videos drawn.")
-    add("--seed", type=int, default=0)
-    add("--output", default="outputs/future_frame_prediction")
+    add("--seed", type=int, default=0, help="Seed of the weights.")
+    add(
+        "--output",
+        default="outputs/future_frame_prediction",
+        help="Folder of the outputs.",
+    )
     add("--verbose", type=int, default=1, help="model.fit verbosity.")
     return parser.parse_args(argv)
 
 
 def load(args):
+    import tensorflow_datasets as tfds
+
+    import keras_cbm.datasets  # registers the builders
+
     builder = tfds.builder(
         f"moving_digits/{args.config}", data_dir=args.data_dir
     )
@@ -88,6 +97,11 @@ def per_frame_scores(model, test, config, batch_size):
     """PSNR and SSIM of every predicted frame (mean over the test videos)
     for the model and for repeating the last observed frame; and the
     first test batch's frames and predictions."""
+    import tensorflow as tf
+
+    from keras_cbm.metrics.frame_metrics import frame_psnr
+    from keras_cbm.metrics.frame_metrics import frame_ssim
+
     observed = config.observed_frames
     scores = {"psnr": [], "ssim": [], "copy_psnr": [], "copy_ssim": []}
     first = None
@@ -113,6 +127,11 @@ def per_frame_scores(model, test, config, batch_size):
 def plot_strip(frames, predicted, observed, path, title):
     """True frames (observed, then future) over the predicted frames, one
     pair of rows per video."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     videos = len(frames)
     steps = frames.shape[1]
     figure, axes = plt.subplots(
@@ -166,6 +185,11 @@ def scores_table(means):
 
 def main(argv=None):
     args = parse_args(argv)
+    import keras
+    import tensorflow as tf
+
+    from keras_cbm import models
+
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.output, exist_ok=True)

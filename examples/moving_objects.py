@@ -12,10 +12,7 @@ accuracy next to chance, and saves the model as a `.keras` file.
 import argparse
 import os
 
-import keras
 import numpy as np
-
-from keras_cbm.layers import ConvCBM2D
 
 DIRECTIONS = np.array([(0, 1), (0, -1), (1, 0), (-1, 0)])  # right left down up
 
@@ -43,7 +40,28 @@ def moving_squares(count, frames=10, size=16, square=3, speed=1, seed=0):
     return clips.astype("float32"), labels.astype("int32")
 
 
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--train-clips", type=int, default=2000, help="Training clips.")
+    add("--test-clips", type=int, default=500, help="Test clips.")
+    add("--frames", type=int, default=8, help="Frames per clip.")
+    add("--size", type=int, default=16, help="Frame rows and cols.")
+    add("--filters", type=int, default=16, help="ConvCBM2D filters.")
+    add("--epochs", type=int, default=5, help="Training epochs.")
+    add("--batch-size", type=int, default=32, help="Clips per batch.")
+    add("--output", default="outputs/moving_objects", help="Model folder.")
+    return parser.parse_args(argv)
+
+
 def build_model(frames, size, filters):
+    import keras
+
+    from keras_cbm.layers import ConvCBM2D
+
     return keras.Sequential(
         [
             keras.Input((frames, size, size, 1)),
@@ -55,17 +73,10 @@ def build_model(frames, size, filters):
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-clips", type=int, default=2000)
-    parser.add_argument("--test-clips", type=int, default=500)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=16)
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--output", default="outputs/moving_objects")
-    args = parser.parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    # Imported after parsing, so that `--help` answers at once.
+    import keras
 
     keras.utils.set_random_seed(0)
     x_train, y_train = moving_squares(

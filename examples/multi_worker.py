@@ -188,22 +188,26 @@ def launch(args):
         stop(workers)
 
 
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--workers", type=int, default=2, help="Worker processes.")
+    add("--epochs", type=int, default=2, help="Training epochs.")
+    add("--videos", type=int, default=16, help="Generated videos.")
+    add("--batch-size", type=int, default=4, help="Global batch of videos.")
+    add("--filters", type=int, default=4, help="CBM filters.")
+    add("--seed", type=int, default=0, help="Seed of weights and clips.")
+    add("--max-restarts", type=int, default=3, help="Cluster restarts.")
+    add("--work-dir", default=None, help="Outputs; none: a new temp folder.")
+    add("--worker", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--videos", type=int, default=16)
-    parser.add_argument(
-        "--batch-size", type=int, default=4, help="global batch of videos"
-    )
-    parser.add_argument("--filters", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-restarts", type=int, default=3)
-    parser.add_argument(
-        "--work-dir", default=None, help="default: a new temporary folder"
-    )
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     if args.worker:
         run_worker(args)
         return

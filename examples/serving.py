@@ -11,14 +11,7 @@ part uses TensorFlow only, as a server would.
 import argparse
 import tempfile
 
-import keras
 import numpy as np
-import tensorflow as tf
-
-from keras_cbm import data
-from keras_cbm import models
-from keras_cbm.serving import export
-from keras_cbm.training import CoherenceModel
 
 FRAME_SHAPE = (16, 16, 3)
 
@@ -35,6 +28,13 @@ def generated_videos(count, frames, seed=0):
 
 def train(videos, labels, epochs):
     """A tiny coherence-trained classifier of the uint8 videos."""
+    import keras
+    import tensorflow as tf
+
+    from keras_cbm import data
+    from keras_cbm import models
+    from keras_cbm.training import CoherenceModel
+
     keras.utils.set_random_seed(0)
     net = models.standalone_classifier(
         2,
@@ -60,6 +60,8 @@ def train(videos, labels, epochs):
 
 def serve(path, video):
     """The client: whole-video and frame-by-frame probabilities."""
+    import tensorflow as tf
+
     served = tf.saved_model.load(path)
     classify = served.signatures["classify"]
     step = served.signatures["step"]
@@ -79,15 +81,24 @@ def serve(path, video):
     return whole.numpy(), np.stack(frames)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=16)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument(
-        "--output", default=None, help="SavedModel folder (default: temp)"
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    args = parser.parse_args()
+    add = parser.add_argument
+    add("--videos", type=int, default=16, help="Generated videos.")
+    add("--frames", type=int, default=32, help="Frames per video.")
+    add("--epochs", type=int, default=10, help="Training epochs.")
+    add("--output", default=None, help="SavedModel folder; none: a new temp.")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Imported after parsing, so that `--help` answers at once.
+    from keras_cbm.serving import export
+
     videos, labels = generated_videos(args.videos, args.frames)
     # Trained on frames in [0, 1]: the signatures scale uint8 by 1 / 255.
     trainer = train(videos, labels, args.epochs)

@@ -13,23 +13,20 @@ model's validation accuracy.
 import argparse
 import tempfile
 
-import keras
-import keras_tuner
 import numpy as np
-import tensorflow as tf
-
-from keras_cbm import data
-from keras_cbm.tuning import CBMHyperModel
 
 FRAME_SHAPE = (16, 16, 3)
+# `--tuner` names and their keras_tuner classes.
 TUNERS = {
-    "random": keras_tuner.RandomSearch,
-    "bayesian": keras_tuner.BayesianOptimization,
-    "hyperband": keras_tuner.Hyperband,
+    "random": "RandomSearch",
+    "bayesian": "BayesianOptimization",
+    "hyperband": "Hyperband",
 }
 
 
 def generated_videos(count, frames, seed):
+    import tensorflow as tf
+
     rng = np.random.default_rng(seed)
     labels = np.arange(count) % 2
     videos = rng.random((count, frames) + FRAME_SHAPE).astype("float32")
@@ -39,20 +36,30 @@ def generated_videos(count, frames, seed):
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tuner", choices=sorted(TUNERS), default="random")
-    parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument(
-        "--max-epochs", type=int, default=2, help="Hyperband's max_epochs"
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument(
-        "--max-depth", type=int, default=3, help="narrows `depth` for speed"
-    )
-    parser.add_argument("--directory", default=None)
-    args = parser.parse_args()
+    add = parser.add_argument
+    add("--tuner", choices=sorted(TUNERS), default="random", help="Tuner.")
+    add("--trials", type=int, default=3, help="Trials (not Hyperband).")
+    add("--epochs", type=int, default=3, help="Epochs (not Hyperband).")
+    add("--max-epochs", type=int, default=2, help="Hyperband's max_epochs.")
+    add("--videos", type=int, default=8, help="Generated videos a split.")
+    add("--max-depth", type=int, default=3, help="Narrows depth for speed.")
+    add("--directory", default=None, help="Trials folder; none: a new temp.")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Imported after parsing, so that `--help` answers at once.
+    import keras
+    import keras_tuner
+
+    from keras_cbm import data
+    from keras_cbm.tuning import CBMHyperModel
 
     keras.utils.set_random_seed(0)
     backbone = keras.Sequential(
@@ -77,7 +84,7 @@ def main():
         options["max_epochs"] = args.max_epochs
     else:
         options["max_trials"] = args.trials
-    tuner = TUNERS[args.tuner](hypermodel, **options)
+    tuner = getattr(keras_tuner, TUNERS[args.tuner])(hypermodel, **options)
     tuner.search_space_summary()
 
     train = data.overlapping_clips(

@@ -12,8 +12,10 @@ ROOT = os.path.abspath(ROOT)
 
 
 def run_script(path, *args, timeout=180):
+    if path != "-c":
+        path = os.path.join(ROOT, path)
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, path), *args],
+        [sys.executable, path, *args],
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -51,7 +53,25 @@ def tiny_classifier_flags(tmp_path, config):
     ),
 )
 def test_help(name):
-    assert "usage:" in run_script(f"examples/{name}.py", "--help")
+    """`--help` answers before Keras or TensorFlow load, and states the
+    default of every flag once."""
+    path = os.path.join(ROOT, "examples", f"{name}.py")
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{path!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({path!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('loaded:', sorted({'keras', 'tensorflow'} & set(sys.modules)))\n"
+    )
+    stdout = run_script("-c", probe)
+    assert "usage:" in stdout
+    assert "loaded: []" in stdout
+    options = stdout.split("options:\n")[1].split("\n  -")[2:]  # not -h
+    assert options
+    for option in options:
+        assert " ".join(option.split()).count("(default:") == 1, option
 
 
 def test_moving_objects_trains_and_saves(tmp_path):

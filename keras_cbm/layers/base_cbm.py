@@ -1,7 +1,9 @@
 """What the dense and the convolutional CBM share: the cell equations, Temporal
 Dropout, the weight layout, and the layer's time-batched input path."""
 
+import collections
 import functools
+import operator
 
 from keras import activations
 from keras import constraints
@@ -18,27 +20,69 @@ from keras_cbm.layers.temporal_dropout import sample_gradient_gate
 from keras_cbm.layers.temporal_dropout import temporal_dropout
 
 MERGES = ("multiply", "add", "concat")
-# Constructor arguments of every CBM cell, passed through by the layers.
+
+
+class CellArgument(collections.namedtuple("CellArgument", "name kind default")):
+    """An argument of every CBM cell, passed through by the layers.
+
+    `kind` says how the argument is read and written in a config: one of
+    `"activation"`, `"initializer"`, `"regularizer"`, `"constraint"` (through
+    `keras.activations.get` / `serialize`, etc.) or `"plain"` (as given).
+    """
+
+    def get(self, value):
+        """The attribute the cell keeps for `value`."""
+        return value if self.kind == "plain" else _KINDS[self.kind].get(value)
+
+    def serialize(self, value):
+        """The config entry of the attribute `value`."""
+        if self.kind == "plain":
+            return value
+        return _KINDS[self.kind].serialize(value)
+
+
+_KINDS = {
+    "activation": activations,
+    "initializer": initializers,
+    "regularizer": regularizers,
+    "constraint": constraints,
+}
+# The one list of these arguments: the cells' constructors and configs, the
+# layers' pass-through, configs and properties are all made from it.
 CELL_ARGUMENTS = (
-    "activation",
-    "recurrent_activation",
-    "use_bias",
-    "kernel_initializer",
-    "recurrent_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-    "dropout",
-    "recurrent_dropout",
-    "temporal_dropout",
-    "merge",
-    "batch_norm",
-    "seed",
+    CellArgument("activation", "activation", "tanh"),
+    CellArgument("recurrent_activation", "activation", "sigmoid"),
+    CellArgument("use_bias", "plain", True),
+    CellArgument("kernel_initializer", "initializer", "glorot_uniform"),
+    CellArgument("recurrent_initializer", "initializer", "orthogonal"),
+    CellArgument("bias_initializer", "initializer", "zeros"),
+    CellArgument("kernel_regularizer", "regularizer", None),
+    CellArgument("recurrent_regularizer", "regularizer", None),
+    CellArgument("bias_regularizer", "regularizer", None),
+    CellArgument("kernel_constraint", "constraint", None),
+    CellArgument("recurrent_constraint", "constraint", None),
+    CellArgument("bias_constraint", "constraint", None),
+    CellArgument("dropout", "plain", 0.0),
+    CellArgument("recurrent_dropout", "plain", 0.0),
+    CellArgument("temporal_dropout", "plain", 0.0),
+    CellArgument("merge", "plain", "multiply"),
+    CellArgument("batch_norm", "plain", False),
+    CellArgument("seed", "plain", None),
 )
+
+
+def check_units(name, value):
+    """Returns `value` as a Python int, or raises `ValueError` unless it is
+    a positive integer (Python or NumPy, or a 0-d integer array)."""
+    try:
+        units = operator.index(value)
+    except TypeError:
+        units = None
+    if isinstance(value, bool) or units is None or units <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return units
 
 
 class BaseCBMCell(layers.Layer, DropoutRNNCell):
@@ -70,66 +114,27 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             `"concat"` (`h = [r, c]` on the channel axis, 2 * units).
         temporal_dropout: Float in [0, 1], the probability that a training
             call blocks back-propagation from T into the cell input.
-        Other arguments: as in `keras.layers.LSTMCell`.
+        Other arguments: as in `keras.layers.LSTMCell`, plus `batch_norm`;
+            `CELL_ARGUMENTS` lists them with their defaults.
     """
 
-    def __init__(
-        self,
-        units,
-        units_name,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        temporal_dropout=0.0,
-        merge="multiply",
-        batch_norm=False,
-        seed=None,
-        **kwargs,
-    ):
+    def __init__(self, units, units_name, **kwargs):
+        arguments = {
+            argument.name: kwargs.pop(argument.name, argument.default)
+            for argument in CELL_ARGUMENTS
+        }
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        self.units = check_units(units_name, units)
+        if arguments["merge"] not in MERGES:
             raise ValueError(
-                f"`{units_name}` must be a positive integer. "
-                f"Received: {units_name}={units!r}"
+                f"`merge` must be one of {MERGES}. "
+                f"Received: merge={arguments['merge']!r}"
             )
-        if merge not in MERGES:
-            raise ValueError(
-                f"`merge` must be one of {MERGES}. Received: merge={merge!r}"
-            )
-        check_rate("dropout", dropout)
-        check_rate("recurrent_dropout", recurrent_dropout)
-        check_rate("temporal_dropout", temporal_dropout)
-        self.units = units
-        self.merge = merge
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = dropout
-        self.recurrent_dropout = recurrent_dropout
-        self.temporal_dropout = temporal_dropout
-        self.batch_norm = batch_norm
-        self.seed = seed
-        self.seed_generator = random.SeedGenerator(seed=seed)
+        for name in ("dropout", "recurrent_dropout", "temporal_dropout"):
+            check_rate(name, arguments[name])
+        for argument in CELL_ARGUMENTS:
+            setattr(self, argument.name, argument.get(arguments[argument.name]))
+        self.seed_generator = random.SeedGenerator(seed=self.seed)
         self._gradient_gate = None
 
     # Subclasses define the geometry; axes count from the end.
@@ -306,40 +311,29 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     def cbm_config(self):
         """The constructor arguments shared by every CBM cell and layer."""
         return {
-            "activation": activations.serialize(self.activation),
-            "recurrent_activation": activations.serialize(
-                self.recurrent_activation
-            ),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(
-                self.kernel_initializer
-            ),
-            "recurrent_initializer": initializers.serialize(
-                self.recurrent_initializer
-            ),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "recurrent_regularizer": regularizers.serialize(
-                self.recurrent_regularizer
-            ),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(
-                self.recurrent_constraint
-            ),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "temporal_dropout": self.temporal_dropout,
-            "merge": self.merge,
-            "batch_norm": self.batch_norm,
-            "seed": self.seed,
+            argument.name: argument.serialize(getattr(self, argument.name))
+            for argument in CELL_ARGUMENTS
         }
 
     def get_config(self):
         return {**super().get_config(), **self.cbm_config()}
+
+
+def step_mask(mask):
+    """The `(batch, time)` mask of the steps that count, or `None`.
+
+    A mask of higher rank (`keras.layers.Masking` before a convolutional
+    layer gives `(batch, time, *spatial)`) counts a step where any of its
+    positions counts: a padded frame is skipped whole, as the unpadded
+    sequence would be.
+    """
+    if isinstance(mask, (list, tuple)):
+        mask = mask[0]
+    if mask is None or len(mask.shape) == 2:
+        return mask
+    return ops.any(
+        ops.cast(mask, "bool"), axis=tuple(range(2, len(mask.shape)))
+    )
 
 
 def cell_property(name):
@@ -364,7 +358,8 @@ class BaseCBM(layers.RNN):
     Args:
         cell_class: A `BaseCBMCell` subclass.
         cell_arguments: Its arguments that are not in `CELL_ARGUMENTS`.
-        **kwargs: The arguments of `keras.layers.RNN` and `CELL_ARGUMENTS`.
+        **kwargs: The arguments of `keras.layers.RNN` and `CELL_ARGUMENTS`
+            (each also readable as a layer property).
     """
 
     def __init__(
@@ -378,7 +373,11 @@ class BaseCBM(layers.RNN):
         unroll=False,
         **kwargs,
     ):
-        shared = {n: kwargs.pop(n) for n in CELL_ARGUMENTS if n in kwargs}
+        shared = {
+            argument.name: kwargs.pop(argument.name)
+            for argument in CELL_ARGUMENTS
+            if argument.name in kwargs
+        }
         cell = cell_class(**cell_arguments, **shared, dtype=kwargs.get("dtype"))
         super().__init__(
             cell,
@@ -396,8 +395,43 @@ class BaseCBM(layers.RNN):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         self._check_sequences_shape(sequences.shape)
+        if initial_state is not None:
+            self._check_initial_state(sequences.shape, initial_state)
         return super().call(
-            sequences, initial_state=initial_state, mask=mask, training=training
+            sequences,
+            initial_state=initial_state,
+            mask=step_mask(mask),
+            training=training,
+        )
+
+    def compute_mask(self, sequences, mask):
+        return super().compute_mask(sequences, step_mask(mask))
+
+    def _check_initial_state(self, sequences_shape, initial_state):
+        step_shape = (sequences_shape[0],) + tuple(sequences_shape[2:])
+        expected = tuple(self.cell.state_shape(step_shape))
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        received = [
+            tuple(getattr(state, "shape", None) or ops.shape(state))
+            for state in initial_state
+        ]
+        if (
+            len(received) == 1
+            and len(received[0]) == len(expected)
+            and all(
+                size in (None, received_size) or received_size is None
+                for size, received_size in zip(
+                    expected, received[0], strict=True
+                )
+            )
+        ):
+            return
+        raise ValueError(
+            f"`initial_state` of layer '{self.name}' must be a list of one "
+            f"state tensor `c` of shape {expected} (None: any size) for "
+            f"`sequences` of shape {tuple(sequences_shape)}. Received: "
+            f"initial_state with shapes {received}"
         )
 
     def _check_sequences_shape(self, shape):
@@ -423,15 +457,13 @@ class BaseCBM(layers.RNN):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
         dropout_mask = cell.input_dropout_mask(sequences[:, 0], training)
         if dropout_mask is not None:
             sequences = sequences * ops.expand_dims(dropout_mask, 1)
 
         # Time-major from here on: one transpose of the input rather than
         # the loop's transposes of both projections.
-        steps = ops.shape(sequences)[1]
+        batch_size, steps = ops.shape(sequences)[:2]
         frames = ops.reshape(
             ops.swapaxes(sequences, 0, 1), (-1,) + tuple(sequences.shape[2:])
         )
@@ -439,7 +471,10 @@ class BaseCBM(layers.RNN):
         if mask is not None:
             frame_mask = ops.reshape(ops.swapaxes(mask, 0, 1), (-1,))
         representation, temporal_input = [
-            ops.reshape(p, (steps, -1) + tuple(p.shape[1:]))
+            # The batch size, not -1: a static batch must stay static for
+            # the loop, whose initial state has it (TensorFlow's while loop
+            # refuses a state whose shape loosens after one step).
+            ops.reshape(p, (steps, batch_size) + tuple(p.shape[1:]))
             for p in cell.project_inputs(frames, training, frame_mask)
         ]
         if mask is None:
@@ -521,19 +556,6 @@ class BaseCBM(layers.RNN):
     def from_config(cls, config):
         return cls(**config)
 
-    merge = cell_property("merge")
-    temporal_dropout = cell_property("temporal_dropout")
-    activation = cell_property("activation")
-    recurrent_activation = cell_property("recurrent_activation")
-    use_bias = cell_property("use_bias")
-    dropout = cell_property("dropout")
-    recurrent_dropout = cell_property("recurrent_dropout")
-    kernel_initializer = cell_property("kernel_initializer")
-    recurrent_initializer = cell_property("recurrent_initializer")
-    bias_initializer = cell_property("bias_initializer")
-    kernel_regularizer = cell_property("kernel_regularizer")
-    recurrent_regularizer = cell_property("recurrent_regularizer")
-    bias_regularizer = cell_property("bias_regularizer")
-    kernel_constraint = cell_property("kernel_constraint")
-    recurrent_constraint = cell_property("recurrent_constraint")
-    bias_constraint = cell_property("bias_constraint")
+
+for _argument in CELL_ARGUMENTS:
+    setattr(BaseCBM, _argument.name, cell_property(_argument.name))

@@ -46,7 +46,7 @@ class CBMCell(BaseCBMCell):
 
     def __init__(self, units, **kwargs):
         super().__init__(units=units, units_name="units", **kwargs)
-        self.state_size = units
+        self.state_size = self.units
         self.output_size = self.output_units
 
     def build(self, inputs_shape, states_shape=None):
@@ -56,6 +56,10 @@ class CBMCell(BaseCBMCell):
                 f"`features` defined. Received: inputs.shape={inputs_shape}"
             )
         self._build_weights((), inputs_shape[-1], (None, self.units))
+
+    def state_shape(self, inputs_shape):
+        """The shape of `c` for one step of input of shape `inputs_shape`."""
+        return (inputs_shape[0], self.units)
 
     def _project_input(self, inputs, kernel):
         return ops.matmul(inputs, kernel)

@@ -106,7 +106,7 @@ class ConvCBMCell(BaseCBMCell):
                 f"`rank` must be 1, 2 or 3. Received: rank={rank!r}"
             )
         self.rank = rank
-        self.filters = filters
+        self.filters = self.units
         self.kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
         self.strides = standardize_tuple(strides, rank, "strides")
         self.padding = standardize_padding(padding)
@@ -152,7 +152,7 @@ class ConvCBMCell(BaseCBMCell):
                 f"Received: inputs.shape={tuple(inputs_shape)}"
             )
         self._build_weights(
-            self.kernel_size, input_dim, self._state_shape(inputs_shape)
+            self.kernel_size, input_dim, self.state_shape(inputs_shape)
         )
 
     def _project_input(self, inputs, kernel):
@@ -174,7 +174,8 @@ class ConvCBMCell(BaseCBMCell):
             data_format=self.data_format,
         )
 
-    def _state_shape(self, inputs_shape):
+    def state_shape(self, inputs_shape):
+        """The shape of `c` for one step of input of shape `inputs_shape`."""
         return compute_conv_output_shape(
             inputs_shape,
             self.filters,
@@ -186,7 +187,7 @@ class ConvCBMCell(BaseCBMCell):
         )
 
     def compute_output_shape(self, inputs_shape, states_shape=None):
-        state_shape = self._state_shape(inputs_shape)
+        state_shape = self.state_shape(inputs_shape)
         output_shape = list(state_shape)
         output_shape[self.channel_axis] = self.output_units
         return tuple(output_shape), [state_shape]
@@ -196,7 +197,7 @@ class ConvCBMCell(BaseCBMCell):
             inputs_shape = (batch_size,) + self.spatial_dims + (self.input_dim,)
         else:
             inputs_shape = (batch_size, self.input_dim) + self.spatial_dims
-        return [ops.zeros(self._state_shape(inputs_shape), self.compute_dtype)]
+        return [ops.zeros(self.state_shape(inputs_shape), self.compute_dtype)]
 
     def conv_config(self):
         """The convolution arguments, shared with the ConvCBM layers."""

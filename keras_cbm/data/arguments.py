@@ -1,11 +1,16 @@
 """Checks of the arguments of the clip pipelines, with messages that name
 the argument, what it must be and what it received."""
 
-import numbers
+import operator
 
 
 def check_integer(name, value, minimum, maximum=None, bound_name=None):
-    """Raises `ValueError` unless `value` is an integer in the bounds.
+    """Returns `value` as a Python int; raises `ValueError` unless it is an
+    integer in the bounds.
+
+    Python and NumPy integers, 0-d integer arrays and scalar integer tensors
+    are accepted: TensorFlow would read a NumPy int64 as an int64 tensor,
+    which the pipelines' int32 frame arithmetic refuses.
 
     Args:
         name: The argument's name, for the message.
@@ -16,18 +21,22 @@ def check_integer(name, value, minimum, maximum=None, bound_name=None):
             `"min_length - 1"`, shown next to its value in the message.
 
     Returns:
-        `value`, unchanged.
+        `value` as a Python int.
 
     Example:
 
-    >>> check_integer("clips_per_video", 4, minimum=1)
+    >>> import numpy as np
+    >>> check_integer("clips_per_video", np.int64(4), minimum=1)
     4
     """
+    try:
+        integer = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        integer = None
     if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-        or (maximum is not None and value > maximum)
+        integer is None
+        or integer < minimum
+        or (maximum is not None and integer > maximum)
     ):
         source = f" ({bound_name})" if bound_name else ""
         if maximum is None:
@@ -37,7 +46,7 @@ def check_integer(name, value, minimum, maximum=None, bound_name=None):
         raise ValueError(
             f"Argument `{name}` must be {expected}; received {name}={value!r}."
         )
-    return value
+    return integer
 
 
 def check_features(dataset, **keys):

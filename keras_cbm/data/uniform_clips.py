@@ -64,9 +64,11 @@ def uniform_clips(
     >>> inputs["clips"].shape
     TensorShape([4, 16, 8, 8, 3])
     """
-    check_integer("clip_length", clip_length, 1)
-    check_integer("stride", stride, 1, clip_length, bound_name="clip_length")
-    check_integer("frame_stride", frame_stride, 1)
+    clip_length = check_integer("clip_length", clip_length, 1)
+    stride = check_integer(
+        "stride", stride, 1, clip_length, bound_name="clip_length"
+    )
+    frame_stride = check_integer("frame_stride", frame_stride, 1)
     check_features(dataset, video_key=video_key, label_key=label_key)
 
     def cut(index, element):
@@ -114,7 +116,7 @@ def padded_window_batch(dataset, batch_size):
     >>> inputs["mask"].shape, int(inputs["alignment"][0, -1, 0])
     (TensorShape([2, 4, 16]), -1)
     """
-    check_integer("batch_size", batch_size, 1)
+    batch_size = check_integer("batch_size", batch_size, 1)
     padding = tf.nest.map_structure(
         lambda spec: tf.zeros((), spec.dtype), dataset.element_spec
     )

@@ -99,24 +99,79 @@ def overlapping_clips(
     >>> inputs["clips"].shape, inputs["clips"].dtype.name
     (TensorShape([1, 4, 16, 8, 8, 3]), 'uint8')
     """
-    check_integer("clips_per_video", clips_per_video, 1)
-    check_integer("min_length", min_length, 1)
-    check_integer("max_length", max_length, min_length, bound_name="min_length")
-    check_integer(
+    clips_per_video, min_length, max_length, min_overlap, frame_stride = (
+        check_overlapping_arguments(
+            clips_per_video, min_length, max_length, min_overlap, frame_stride
+        )
+    )
+    check_features(dataset, video_key=video_key, label_key=label_key)
+
+    def cut(index, element, alignment):
+        inputs = clip_inputs(
+            element[video_key], alignment, video_id(element, index, id_key)
+        )
+        return inputs, element[label_key]
+
+    return map_overlapping_alignment(
+        dataset,
+        cut,
+        lambda element: tf.shape(element[video_key])[0],
+        clips_per_video,
+        min_length,
+        max_length,
+        min_overlap,
+        frame_stride,
+        seed,
+        num_parallel_calls,
+    )
+
+
+def check_overlapping_arguments(
+    clips_per_video, min_length, max_length, min_overlap, frame_stride
+):
+    """Checks the clip arguments of `overlapping_clips`; returns them as
+    Python ints."""
+    clips_per_video = check_integer("clips_per_video", clips_per_video, 1)
+    min_length = check_integer("min_length", min_length, 1)
+    max_length = check_integer(
+        "max_length", max_length, min_length, bound_name="min_length"
+    )
+    min_overlap = check_integer(
         "min_overlap",
         min_overlap,
         0,
         min_length - 1,
         bound_name="min_length - 1",
     )
-    check_integer("frame_stride", frame_stride, 1)
-    check_features(dataset, video_key=video_key, label_key=label_key)
+    frame_stride = check_integer("frame_stride", frame_stride, 1)
+    return clips_per_video, min_length, max_length, min_overlap, frame_stride
 
-    def cut(indexed, random):
+
+def map_overlapping_alignment(
+    dataset,
+    function,
+    num_frames,
+    clips_per_video,
+    min_length,
+    max_length,
+    min_overlap,
+    frame_stride,
+    seed,
+    num_parallel_calls,
+):
+    """Maps `function(index, element, alignment)` over `dataset`, where
+    `alignment` holds the overlapping clips drawn for the element's
+    `num_frames(element)` frames and `index` is its position.
+
+    The sampling and its randomness are those of `overlapping_clips` (the
+    arguments are assumed valid), whatever holds the frames: a decoded
+    video, or a file that `function` reads only the clips' frames of.
+    """
+
+    def sample(indexed, random):
         index, element = indexed
-        video = element[video_key]
         alignment = sample_overlapping_clips(
-            tf.shape(video)[0],
+            num_frames(element),
             clips_per_video,
             min_length,
             max_length,
@@ -124,15 +179,14 @@ def overlapping_clips(
             frame_stride,
             seed=tf.stack([random, index]),
         )
-        inputs = clip_inputs(video, alignment, video_id(element, index, id_key))
-        return inputs, element[label_key]
+        return function(index, element, alignment)
 
     # One random number per element and per iteration, drawn in order
     # before the parallel map, makes the clips independent of
     # num_parallel_calls and new in every epoch.
     randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip(dataset.enumerate(), randoms).map(
-        cut, num_parallel_calls=num_parallel_calls
+        sample, num_parallel_calls=num_parallel_calls
     )
 
 

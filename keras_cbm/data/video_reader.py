@@ -1,0 +1,142 @@
+"""Decodes the frames of a video file with PyAV: all of them, or only given
+ones, seeking to the keyframe before each run of wanted frames."""
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from keras_cbm.data.video_index import VideoFileError
+from keras_cbm.data.video_index import frame_index
+from keras_cbm.data.video_index import open_video
+
+# color_mode -> (FFmpeg pixel format, channels).
+PIXEL_FORMATS = {"rgb": ("rgb24", 3), "grayscale": ("gray", 1)}
+
+
+def read_video(path, color_mode="rgb"):
+    """Decodes every frame of a video file.
+
+    Args:
+        path: The file.
+        color_mode: `"rgb"` or `"grayscale"`.
+
+    Returns:
+        uint8 array `(num_frames, height, width, channels)`.
+
+    Raises:
+        VideoFileError: when the file cannot be decoded or has no frames.
+    """
+    container, stream = open_video(path)
+    with container:
+        frames = FrameConverter(color_mode)
+        try:
+            for frame in container.decode(stream):
+                frames.append(frame)
+        except av.FFmpegError as error:
+            raise VideoFileError(path, error) from error
+    if not frames.arrays:
+        raise VideoFileError(path, "it has no video frames")
+    return frames.stack()
+
+
+def read_frames(path, indices, color_mode="rgb"):
+    """Decodes the frames of a video file at the given indices only.
+
+    For each run of wanted frames it seeks to the last keyframe at or
+    before the run's first frame and decodes to the run's last frame; a new
+    run starts where a keyframe lies between two wanted frames. Frames are
+    identified by their timestamps (`video_index.frame_index`), never by
+    counting after a seek, and a wanted frame the decoder does not output
+    is an error: a frame is never silently another one.
+
+    Args:
+        path: The file.
+        indices: Sorted, distinct frame indices (0 is the first frame).
+        color_mode: `"rgb"` or `"grayscale"`.
+
+    Returns:
+        uint8 array `(len(indices), height, width, channels)`.
+
+    Raises:
+        VideoFileError: when the file cannot be decoded or lacks a wanted
+            frame.
+    """
+    timestamps, keyframes = frame_index(path)
+    indices = np.asarray(indices, "int64")
+    if indices.size and (indices[0] < 0 or indices[-1] >= len(timestamps)):
+        raise VideoFileError(
+            path,
+            f"frames {indices[0]}..{indices[-1]} were asked and it has "
+            f"{len(timestamps)}",
+        )
+    wanted = timestamps[indices]
+    frames = FrameConverter(color_mode)
+    container, stream = open_video(path)
+    with container:
+        try:
+            while len(frames.arrays) < len(wanted):
+                decode_run(container, stream, wanted, keyframes, frames)
+        except av.FFmpegError as error:
+            raise VideoFileError(path, error) from error
+        except LookupError as error:
+            raise VideoFileError(path, error) from error
+    return frames.stack()
+
+
+def decode_run(container, stream, wanted, keyframes, frames):
+    """Seeks before the next wanted frame and decodes wanted frames into
+    `frames` until the next one lies past a keyframe (a new seek is
+    cheaper than decoding up to it) or all are decoded.
+
+    Raises:
+        LookupError: when a wanted frame is not decoded.
+    """
+    target = wanted[len(frames.arrays)]
+    container.seek(
+        int(keyframe_before(keyframes, target)[1]),
+        stream=stream,
+        backward=True,
+        any_frame=False,
+    )
+    for frame in container.decode(stream):
+        target = wanted[len(frames.arrays)]
+        if frame.pts is None or frame.pts < target:
+            continue
+        if frame.pts > target:
+            raise LookupError(f"the frame at timestamp {target} is missing")
+        frames.append(frame)
+        if len(frames.arrays) == len(wanted):
+            return
+        next_keyframe = keyframe_before(keyframes, wanted[len(frames.arrays)])
+        if next_keyframe[0] > frame.pts:
+            return
+    raise LookupError(f"it ends before the frame at timestamp {target}")
+
+
+def keyframe_before(keyframes, timestamp):
+    """The `(presentation, seek)` timestamps of the last keyframe shown at
+    or before `timestamp` (`timestamp` twice where none is).
+
+    A frame shown before its keyframe (an open GOP's leading B-frame)
+    may need the GOP before: choosing by presentation time seeks there."""
+    position = np.searchsorted(keyframes[:, 0], timestamp, side="right")
+    return keyframes[position - 1] if position else (timestamp, timestamp)
+
+
+class FrameConverter:
+    """Collects decoded frames as uint8 arrays of one pixel format."""
+
+    def __init__(self, color_mode):
+        self.pixel_format, self.channels = PIXEL_FORMATS[color_mode]
+        # One converter for all frames: a new FFmpeg scaler per frame costs
+        # ten times the decoding of a small frame.
+        self.reformatter = VideoReformatter()
+        self.arrays = []
+
+    def append(self, frame):
+        converted = self.reformatter.reformat(frame, format=self.pixel_format)
+        array = converted.to_ndarray()
+        self.arrays.append(array.reshape(array.shape[:2] + (self.channels,)))
+
+    def stack(self):
+        return np.stack(self.arrays)

@@ -26,6 +26,9 @@ setuptools.setup(
         "scikit-learn",
         # PNG training curves of the examples.
         "matplotlib",
+        # PyAV (FFmpeg) decodes video files for keras_cbm.data's directory
+        # datasets; tested with 18.
+        "av>=18",
     ],
     extras_require={
         # tfds.testing imports dill, which tensorflow-datasets leaves out.

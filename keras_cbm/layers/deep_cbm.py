@@ -7,52 +7,14 @@ from keras import layers
 from keras import ops
 
 from keras_cbm.layers.conv_cbm2d import ConvCBM2D
-from keras_cbm.layers.temporal_dropout import check_rate
+from keras_cbm.layers.deep_cbm_layout import plan_layout
+from keras_cbm.layers.per_frame import apply_per_frame
 
 CELLS = ("cbm", "convlstm")
-SHORTCUTS = ("auto", "conv")
 # The reference's CBM initialisation: Xavier-normal with gain 3.0.
 REFERENCE_INITIALIZER = initializers.VarianceScaling(
     9.0, "fan_avg", "untruncated_normal"
 )
-
-
-def apply_per_frame(function, sequences):
-    """Applies a frame function to `(batch, time, ...)` sequences.
-
-    Time is folded into the batch with reshapes, so `function` sees
-    `(batch * time, ...)` frames. Unlike `keras.layers.TimeDistributed` in
-    Keras 3.15, this keeps the right time length when batch and time are
-    both dynamic in a traced function.
-
-    Args:
-        function: A callable from `(frames, ...)` to `(frames, ...)`.
-        sequences: A tensor `(batch, time, ...)` with static dimensions
-            after `time`.
-
-    Returns:
-        `function`'s output with `(batch, time)` restored in front.
-    """
-    batch_size, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
-    outputs = function(
-        ops.reshape(sequences, (-1,) + tuple(sequences.shape[2:]))
-    )
-    return ops.reshape(outputs, (batch_size, steps) + tuple(outputs.shape[1:]))
-
-
-def _per_layer(name, value, depth, check):
-    """`value` for every layer: a list of `depth` checked items, or one."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(values) == 1:
-        values = values * depth
-    if len(values) != depth:
-        raise ValueError(
-            f"`{name}` must be one value or a list of `depth={depth}` "
-            f"values. Received: {name}={value!r} ({len(values)} values)"
-        )
-    for item in values:
-        check(name, item)
-    return values
 
 
 def _fresh(initializer):
@@ -60,14 +22,6 @@ def _fresh(initializer):
     the same values at every call, which would make equal-shaped layers
     start equal."""
     return initializers.get(initializers.serialize(initializer))
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer or a list of them. "
-            f"Received: {name} holding {value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_cbm")
@@ -87,6 +41,7 @@ class DeepCBM(layers.Layer):
     ReLU, as the reference backbone-supported model does. Layers listed in
     `pool_after` are followed, after their shortcut, by a 2x2 max-pool of
     stride 2 and `"same"` padding (7x7 -> 4x4 -> 2x2 -> 1x1).
+    `keras_cbm.layers.deep_cbm_layout.plan_layout` plans this layout.
 
     Every recurrent layer returns all steps; pooling, shortcuts and batch
     normalisation run on all `batch * time` frames at once. The time mask
@@ -198,26 +153,19 @@ class DeepCBM(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("depth", depth)
-        if jump_stride is not None:
-            _check_positive_int("jump_stride", jump_stride)
+        self._layout = plan_layout(
+            depth=depth,
+            filters=filters,
+            kernel_size=kernel_size,
+            strides=strides,
+            jump_stride=jump_stride,
+            shortcut=shortcut,
+            pool_after=pool_after,
+            temporal_dropout=temporal_dropout,
+        )
         if cell not in CELLS:
             raise ValueError(
                 f"`cell` must be one of {CELLS}. Received: cell={cell!r}"
-            )
-        if shortcut not in SHORTCUTS:
-            raise ValueError(
-                f"`shortcut` must be one of {SHORTCUTS}. "
-                f"Received: shortcut={shortcut!r}"
-            )
-        pools = tuple(pool_after)
-        if not all(
-            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= depth
-            for i in pools
-        ):
-            raise ValueError(
-                f"`pool_after` must hold layer indices in [1, depth={depth}]. "
-                f"Received: pool_after={pool_after!r}"
             )
         self.depth = depth
         self.filters = filters
@@ -225,7 +173,7 @@ class DeepCBM(layers.Layer):
         self.strides = strides
         self.jump_stride = jump_stride
         self.shortcut = shortcut
-        self.pool_after = pools
+        self.pool_after = tuple(pool_after)
         self.temporal_dropout = temporal_dropout
         self.merge = merge
         self.activation = activations.get(activation)
@@ -239,29 +187,9 @@ class DeepCBM(layers.Layer):
         self.return_state = return_state
         self.supports_masking = True
 
-        self._layer_filters = _per_layer(
-            "filters", filters, depth, _check_positive_int
-        )
-        kernel_sizes = _per_layer(
-            "kernel_size", kernel_size, depth, _check_positive_int
-        )
-        self._layer_strides = _per_layer(
-            "strides", strides, depth, _check_positive_int
-        )
-        rates = _per_layer(
-            "temporal_dropout", temporal_dropout, depth, check_rate
-        )
         self.recurrent_layers = [
-            self._recurrent_layer(i, f, k, s, rate)
-            for i, (f, k, s, rate) in enumerate(
-                zip(
-                    self._layer_filters,
-                    kernel_sizes,
-                    self._layer_strides,
-                    rates,
-                    strict=True,
-                )
-            )
+            self._recurrent_layer(index, plan)
+            for index, plan in enumerate(self._layout.layers)
         ]
         # Output normalisation stands in for the convolutions' in ConvLSTM.
         self.norms = [
@@ -280,16 +208,16 @@ class DeepCBM(layers.Layer):
                 name=f"pool_{i + 1}",
                 dtype=self.dtype_policy,
             )
-            if i + 1 in pools
+            if plan.pool
             else None
-            for i in range(depth)
+            for i, plan in enumerate(self._layout.layers)
         ]
 
-    def _recurrent_layer(self, index, filters, kernel_size, strides, rate):
+    def _recurrent_layer(self, index, plan):
         common = dict(
-            filters=filters,
-            kernel_size=kernel_size,
-            strides=strides,
+            filters=plan.filters,
+            kernel_size=plan.kernel_size,
+            strides=plan.strides,
             padding="same",
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
@@ -305,30 +233,11 @@ class DeepCBM(layers.Layer):
             return layers.ConvLSTM2D(name=f"conv_lstm_{index + 1}", **common)
         return ConvCBM2D(
             merge=self.merge,
-            temporal_dropout=rate,
+            temporal_dropout=plan.temporal_dropout,
             batch_norm=self.batch_norm,
             name=f"cbm_{index + 1}",
             **common,
         )
-
-    def _block_start(self, index):
-        """The first layer of the block that layer `index` closes, or None."""
-        if self.jump_stride is None:
-            return None
-        stem = self.depth % self.jump_stride
-        if index < stem or (index + 1 - stem) % self.jump_stride:
-            return None
-        return index + 1 - self.jump_stride
-
-    def _downsampling(self, start, end):
-        """Resolution factor of layers `start..end`: with `"same"` padding
-        every reduction is a ceiling division, and those compose."""
-        factor = 1
-        for i in range(start, end + 1):
-            factor *= self._layer_strides[i]
-            if i < end and self.pools[i] is not None:
-                factor *= 2
-        return factor
 
     def _walk_shapes(self, sequences_shape):
         """Per layer: (input, recurrent output, output) shapes, and states."""
@@ -363,16 +272,18 @@ class DeepCBM(layers.Layer):
             self.recurrent_layers[index].build(shape)
             if self.norms[index] is not None:
                 self.norms[index].build((None,) + merged_shape[2:])
-            start = self._block_start(index)
-            if start is None:
+            plan = self._layout.layers[index]
+            if plan.block_start is None:
                 continue
-            block_shape = walk[start][0]
-            if self.shortcut == "auto" and block_shape[2:] == merged_shape[2:]:
+            block_shape = walk[plan.block_start][0]
+            if not self._layout.projects_shortcut(
+                block_shape[2:], merged_shape[2:]
+            ):
                 continue
             conv = layers.Conv2D(
                 merged_shape[-1],
                 1,
-                strides=self._downsampling(start, index),
+                strides=plan.shortcut_strides,
                 padding="same",
                 use_bias=not self.batch_norm,
                 name=f"shortcut_{index + 1}",
@@ -446,7 +357,7 @@ class DeepCBM(layers.Layer):
                 outputs = self._normalize(
                     self.norms[index], outputs, frame_mask, training
                 )
-            start = self._block_start(index)
+            start = self._layout.layers[index].block_start
             if start is not None:
                 residual = block_inputs[start]
                 if self.shortcut_convs[index] is not None:
@@ -497,9 +408,7 @@ class DeepCBM(layers.Layer):
     @property
     def shortcut_count(self):
         """The number of residual shortcuts: `depth // jump_stride`."""
-        if self.jump_stride is None:
-            return 0
-        return self.depth // self.jump_stride
+        return len(self._layout.blocks)
 
     def get_config(self):
         return {

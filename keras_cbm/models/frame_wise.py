@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_cbm.layers.deep_cbm import apply_per_frame
+from keras_cbm.layers.per_frame import apply_per_frame
 
 
 @keras.saving.register_keras_serializable(package="keras_cbm")

@@ -9,13 +9,17 @@ from keras_cbm.models.frame_wise import FrameWise
 from keras_cbm.models.future_frame_predictor import TeacherForcing
 from keras_cbm.models.future_frame_predictor import future_frame_predictor
 from keras_cbm.models.presets import PAPER_PRESETS
+from keras_cbm.models.recurrent_states import RecurrentStates
+from keras_cbm.models.recurrent_states import recurrent_layers
 from keras_cbm.models.standalone_classifier import standalone_classifier
 
 __all__ = [
     "PAPER_PRESETS",
     "FrameWise",
+    "RecurrentStates",
     "TeacherForcing",
     "backbone_classifier",
     "future_frame_predictor",
+    "recurrent_layers",
     "standalone_classifier",
 ]

@@ -1,16 +1,20 @@
 """Overlap coherence training: a `keras.Model` that trains per-frame video
-models on overlapping clips, and the model split it runs them with.
+models on overlapping clips, on every Keras backend.
 
-This subpackage imports TensorFlow (its training step is TensorFlow's).
+`MultiWorkerFit` and `MultiWorkerCoherenceModel` are TensorFlow's
+(`tf.distribute`), imported only when used.
 """
 
 from keras_cbm.training.coherence_model import CoherenceModel
-from keras_cbm.training.deep_cbm_split import DeepCBMSplit
 
-__all__ = ["CoherenceModel", "DeepCBMSplit"]
+__all__ = ["CoherenceModel", "MultiWorkerCoherenceModel", "MultiWorkerFit"]
 
-# Multi-worker `fit` (workaround for keras-team/keras issue 20585).
-from keras_cbm.training.multi_worker import MultiWorkerCoherenceModel  # noqa: E402
-from keras_cbm.training.multi_worker import MultiWorkerFit  # noqa: E402
 
-__all__ += ["MultiWorkerCoherenceModel", "MultiWorkerFit"]
+def __getattr__(name):
+    # Multi-worker `fit` (workaround for keras-team/keras issue 20585) needs
+    # TensorFlow; the rest of the package does not.
+    if name in ("MultiWorkerCoherenceModel", "MultiWorkerFit"):
+        from keras_cbm.training import multi_worker
+
+        return getattr(multi_worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,21 @@
 """A `keras.Model` that trains a per-frame video model on overlapping clips
-with the overlap coherence loss."""
+with the overlap coherence loss, through Keras' own training step."""
 
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_cbm.keras_internals import unscale_loss_for_distribution
 from keras_cbm.layers.frame_aggregation import FrameAggregation
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
-from keras_cbm.training.deep_cbm_split import DeepCBMSplit
+from keras_cbm.models.recurrent_states import RecurrentStates
+from keras_cbm.training.state_handover import handed_over_outputs
 
-CLIP_KEYS = ("clips", "mask", "alignment")
+CLIP_KEYS = ("clips", "alignment")
 
 
-def _check_clip_inputs(inputs, input_rank):
+def _check_clip_inputs(inputs):
     """Raises `ValueError` unless `inputs` is a batch of clips."""
     if not isinstance(inputs, dict) or not all(k in inputs for k in CLIP_KEYS):
         received = (
@@ -27,32 +28,21 @@ def _check_clip_inputs(inputs, input_rank):
             f"keys {CLIP_KEYS}, as `keras_cbm.data.overlapping_clips` makes "
             f"them. Received: {received}"
         )
-    shapes = {key: tuple(inputs[key].shape) for key in CLIP_KEYS}
-    if (
-        len(shapes["mask"]) != 3
-        or shapes["alignment"] != shapes["mask"]
-        or len(shapes["clips"]) != input_rank + 1
-        or shapes["clips"][:3] != shapes["mask"]
-    ):
+    clips, alignment = inputs["clips"].shape, inputs["alignment"].shape
+    if len(alignment) != 3 or tuple(clips[:3]) != tuple(alignment):
         raise ValueError(
-            "`inputs` must hold 'clips' (batch, clips, steps, "
-            f"*frame_shape) with the model's {input_rank - 2} frame "
-            "dimensions, and 'mask' and 'alignment' (batch, clips, steps). "
-            f"Received shapes: {shapes}"
+            "`inputs` must hold 'clips' (batch, clips, steps, *frame_shape) "
+            "and 'alignment' (batch, clips, steps). Received shapes: "
+            f"clips={tuple(clips)}, alignment={tuple(alignment)}"
         )
 
 
-def _starts(alignment, mask):
-    """The first real frame of every clip; empty clips sort last."""
-    return ops.min(ops.where(mask, alignment, 2**30), axis=-1)
-
-
-def _take_clips(values, indices):
-    """`values[b, indices[b, k]]` for `values` `(batch, clips, ...)`."""
-    indices = ops.reshape(
-        indices, tuple(ops.shape(indices)) + (1,) * (len(values.shape) - 2)
-    )
-    return ops.take_along_axis(values, indices, axis=1)
+def _per_frame(values, alignment):
+    """Per-video `values` `(batch, ...)` repeated for every clip frame."""
+    values = ops.convert_to_tensor(values)
+    trailing = tuple(values.shape[1:])
+    values = ops.reshape(values, (-1, 1, 1) + trailing)
+    return ops.broadcast_to(values, tuple(ops.shape(alignment)) + trailing)
 
 
 @keras.saving.register_keras_serializable(package="keras_cbm")
@@ -61,43 +51,47 @@ class CoherenceModel(keras.Model):
 
     The overlap coherence training scheme: each batch holds `K` clips per
     video (from `keras_cbm.data.overlapping_clips`); the wrapped model runs
-    on every clip, the compiled loss is applied to every frame of every clip
-    (the video label repeated per frame, padding weighted 0), and
-    `coherence_weight` times the overlap coherence loss
-    (`keras_cbm.losses.OverlapCoherence` on the softmax probabilities) ties
-    the clips of a video together. Memory is bounded by the clip length,
-    not the video length. `History` and the progress bar show `loss` (the
-    total), `task_loss`, `coherence_loss` and the compiled metrics, which
-    are per frame in training.
+    on every clip, the compiled loss applies to every real frame of every
+    clip (the video label repeated per frame, a mean over real frames as
+    for a Keras mask), and `coherence_weight` times the overlap coherence
+    loss (`keras_cbm.losses.OverlapCoherence` on the per-frame
+    probabilities) ties the clips of a video together. Memory is bounded by
+    the clip length, not the video length.
 
-    Evaluation (`evaluate`, `validation_data`) and `predict` work per video:
-    the clip predictions of a video (e.g. `keras_cbm.data.uniform_clips`
-    windows) are aggregated by `FrameAggregation(aggregation)` over all
-    their frames, in frame order, and the compiled loss and metrics compare
-    that video prediction with the label. The validation `task_loss` is this
-    video loss; `coherence_loss` is measured on the clips as in training.
+    `model` is any Keras model of frames `(batch, time, *frame_shape)` to
+    per-frame predictions `(batch, time, classes)`: `Sequential`,
+    functional or subclassed, with any recurrent layers (keras_cbm's,
+    `DeepCBM`, `LSTM`, `GRU`, `ConvLSTM*`, `keras.layers.RNN(cell)`). Clip
+    padding (alignment -1) reaches every recurrent layer as its time mask,
+    whatever layers lie between.
+
+    Training runs through Keras' own `train_step` (the losses are in
+    `compute_loss`), so it works on every backend, under `tf.distribute`
+    strategies and `keras.distribution`. `History` and the progress bar show
+    `loss` (the total), `task_loss`, `coherence_loss` and the compiled
+    metrics.
+
+    The model's outputs are per video: `call`, `predict` and the compiled
+    metrics see `"probabilities"`, the per-frame probabilities (a softmax of
+    the outputs when `from_logits`) of all the clips of a video, in frame
+    order, aggregated by `FrameAggregation(aggregation)` -- the quantity
+    `keras_cbm.serving.export`'s `classify` returns. In evaluation
+    (`evaluate`, `validation_data`) the task loss compares that video
+    prediction with the label (as logits `log(p)` when `from_logits`);
+    `coherence_loss` is measured on the clips as in training.
 
     With `state_handover`, the clips of a video run in order of their
     start, and a clip that starts inside an earlier clip begins from that
-    clip's recurrent states (every layer) at the frame just before its
-    start (from the earliest-starting such clip, whose history is the
-    longest), with the gradient cut. Those states come from an inference
-    run of the earlier clip (no dropout draws, no batch-normalisation
-    updates) with its frames from the start on masked, so they are exact
-    for models whose training and inference runs agree. In training, batch
-    normalisation then sees one clip of each video at a time.
+    clip's recurrent states (every recurrent layer) at the frame just before
+    its start, with the gradient cut (see
+    `keras_cbm.training.state_handover`). In training, batch normalisation
+    then sees one clip of each video at a time.
 
-    Under a `tf.distribute` strategy, both losses are Keras losses and
-    reduce over the global batch exactly as on one device (Keras 3.15's
-    `fit` there averages a first batch over the replicas to build the model,
-    which fails on bool and string tensors: map `"mask"` to `uint8` and drop
-    string `"video_id"`s). Sample weights
-    (one per video) weight both losses; `class_weight` is not supported.
+    Sample weights (one per video) weight both losses; `class_weight` is not
+    supported.
 
     Args:
-        model: A functional per-frame model: frames `(batch, time, ...)` to
-            `(batch, time, classes)`, with one `DeepCBM` layer (e.g.
-            `keras_cbm.models.standalone_classifier`).
+        model: A per-frame video model (see above).
         coherence_weight: Float >= 0, the weight of the coherence loss.
         state_handover: Whether clips start from the states of earlier
             clips of their video.
@@ -105,30 +99,38 @@ class CoherenceModel(keras.Model):
             `overlap_coherence`).
         aggregation: `FrameAggregation` mode for video predictions.
         from_logits: Whether `model` outputs logits (a softmax gives the
-            probabilities of the coherence loss) or probabilities.
+            probabilities) or probabilities.
         **kwargs: Base model arguments (`name`, ...).
 
     Call arguments:
-        inputs: A dict with `"clips"` `(batch, clips, steps, *frame_shape)`,
-            `"mask"` and `"alignment"` `(batch, clips, steps)`, as
-            `overlapping_clips` and `uniform_clips` batch them.
+        inputs: A dict with `"clips"` `(batch, clips, steps, *frame_shape)`
+            and `"alignment"` `(batch, clips, steps)`, the absolute frame
+            index of every step, -1 on padding, as `overlapping_clips` and
+            `uniform_clips` batch them (other keys are ignored).
         training: Python boolean, whether the model runs in training mode.
 
     Returns:
-        Video predictions `(batch, classes)`.
+        A dict: `"probabilities"`, the video predictions `(batch, classes)`,
+        and `"clip_outputs"`, the model's outputs on every clip `(batch,
+        clips, steps, classes)`.
 
     Example:
 
     >>> import tensorflow as tf
-    >>> from keras_cbm import data, models
+    >>> from keras_cbm import data
+    >>> from keras_cbm.layers import ConvCBM2D
     >>> videos = tf.data.Dataset.from_tensor_slices(
     ...     {"video": np.random.rand(4, 24, 16, 16, 3).astype("float32"),
     ...      "label": [0, 1, 0, 1]})
     >>> clips = data.overlapping_clips(videos, 3, 4, 8, seed=0).batch(2)
-    >>> net = models.standalone_classifier(
-    ...     2, frame_shape=(16, 16, 3), stage_filters=(4,),
-    ...     blocks_per_stage=1)
-    >>> trainer = CoherenceModel(net, coherence_weight=0.5)
+    >>> net = keras.Sequential([
+    ...     keras.Input((None, 16, 16, 3)),
+    ...     ConvCBM2D(4, 3, padding="same", return_sequences=True),
+    ...     keras.layers.TimeDistributed(
+    ...         keras.layers.GlobalAveragePooling2D()),
+    ...     keras.layers.Dense(2)])
+    >>> trainer = CoherenceModel(net, coherence_weight=0.5,
+    ...                          state_handover=True)
     >>> trainer.compile(
     ...     "adam",
     ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -159,12 +161,11 @@ class CoherenceModel(keras.Model):
                 "`coherence_weight` must be a finite number >= 0. Received: "
                 f"coherence_weight={coherence_weight!r}"
             )
-        output_shape = getattr(model, "output_shape", None)
-        if not isinstance(output_shape, tuple) or len(output_shape) != 3:
+        if not isinstance(model, keras.Model):
             raise ValueError(
-                "`model` must output per-frame predictions (batch, time, "
-                "classes). Received: a model with output shape "
-                f"{output_shape}"
+                "`model` must be a Keras model of frames (batch, time, ...) "
+                "to per-frame predictions (batch, time, classes). Received: "
+                f"model={model!r}"
             )
         self.model = model
         self.coherence_weight = coherence_weight
@@ -172,209 +173,133 @@ class CoherenceModel(keras.Model):
         self.symmetric = symmetric
         self.aggregation = aggregation
         self.from_logits = from_logits
-        # Not tracked: the parts share the model's layers and weights.
-        self._split = DeepCBMSplit(model)
+        self.recurrent_states = RecurrentStates(model)
         self.aggregate = FrameAggregation(aggregation)
         self.coherence = OverlapCoherence(symmetric=symmetric)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.coherence_loss_tracker = keras.metrics.Mean(name="coherence_loss")
         self.built = True
 
-    def clip_predictions(self, inputs, training=None):
-        """The wrapped model's per-frame predictions on every clip.
+    def clip_outputs(self, inputs, training=None):
+        """The wrapped model's per-frame outputs on every clip.
 
         Args:
             inputs: The clip dict of `call`.
             training: Python boolean.
 
         Returns:
-            `(batch, clips, steps, classes)` predictions.
+            `(batch, clips, steps, classes)` outputs.
         """
-        _check_clip_inputs(inputs, len(self.model.inputs[0].shape))
-        clips = ops.cast(inputs["clips"], self.model.inputs[0].dtype)
-        mask = ops.cast(inputs["mask"], "bool")
+        _check_clip_inputs(inputs)
+        clips = ops.cast(inputs["clips"], self._input_dtype)
         alignment = ops.cast(inputs["alignment"], "int32")
         if self.state_handover:
-            return self._handed_over_predictions(
-                clips, mask, alignment, training
+            outputs = handed_over_outputs(
+                self.recurrent_states, clips, alignment, training
             )
-        batch, count, steps = ops.shape(mask)
-        frames = ops.reshape(clips, (-1,) + tuple(clips.shape[2:]))
-        outputs, _ = self._split(
-            frames, mask=ops.reshape(mask, (-1, steps)), training=training
-        )
-        return ops.reshape(
-            outputs, (batch, count, steps) + tuple(outputs.shape[2:])
-        )
-
-    def _handed_over_predictions(self, clips, mask, alignment, training):
-        split = self._split
-        starts = _starts(alignment, mask)
-        order = ops.argsort(starts, axis=1)
-        clips, mask, alignment = (
-            _take_clips(t, order) for t in (clips, mask, alignment)
-        )
-        starts = _take_clips(starts, order)
-        ends = ops.max(alignment, axis=-1)
-        batch, count, steps = ops.shape(mask)
-        features = split.before(
-            ops.reshape(clips, (-1,) + tuple(clips.shape[2:])),
-            training=training,
-        )
-        features = ops.reshape(
-            features, (batch, count, steps) + tuple(features.shape[2:])
-        )
-        outputs, initial_states = [], []
-        for k in range(count):
-            state = None
-            if k > 0:
-                state = self._handed_state(
-                    split,
-                    features[:, :k],
-                    mask[:, :k],
-                    alignment[:, :k],
-                    (starts[:, :k], ends[:, :k]),
-                    initial_states,
-                    starts[:, k],
-                )
-            sequence, final = split.run_stack(
-                features[:, k],
-                initial_state=state,
-                mask=mask[:, k],
+        else:
+            batch, count, steps = ops.shape(alignment)
+            outputs, _ = self.recurrent_states(
+                ops.reshape(clips, (-1,) + tuple(clips.shape[2:])),
+                mask=ops.reshape(alignment >= 0, (-1, steps)),
                 training=training,
             )
-            if state is None:
-                state = keras.tree.map_structure(ops.zeros_like, final)
-            initial_states.append(state)
-            outputs.append(split.after(sequence, training=training))
-        # Back to the clips' own order.
-        return _take_clips(ops.stack(outputs, axis=1), ops.argsort(order))
-
-    @staticmethod
-    def _handed_state(split, features, mask, alignment, spans, states, start):
-        """The states at frame `start - 1` of the earliest earlier clip that
-        holds `start` inside it (zeros where none does), gradient cut."""
-        donor_starts, donor_ends = spans
-        holds = ops.logical_and(
-            donor_starts < start[:, None], donor_ends >= start[:, None]
-        )
-        donor = ops.argmax(ops.cast(holds, "int32"), axis=1)[:, None]
-        has_donor = ops.any(holds, axis=1)
-        # A masked step keeps every layer's state, so the final state with
-        # the frames from `start` on masked is the state at `start - 1`.
-        cut = ops.logical_and(mask, alignment < start[:, None, None])
-        donor_states = keras.tree.map_structure(
-            lambda *s: _take_clips(ops.stack(s, axis=1), donor)[:, 0], *states
-        )
-        _, handed = split.run_stack(
-            _take_clips(features, donor)[:, 0],
-            initial_state=donor_states,
-            mask=_take_clips(cut, donor)[:, 0],
-            training=False,
-        )
-
-        def keep(state):
-            where = ops.reshape(
-                has_donor, (-1,) + (1,) * (len(state.shape) - 1)
+            outputs = ops.reshape(
+                outputs, (batch, count) + tuple(outputs.shape[1:])
             )
-            return ops.stop_gradient(ops.where(where, state, 0.0))
+        if len(outputs.shape) != 4:
+            raise ValueError(
+                "`model` must output per-frame predictions (batch, time, "
+                f"classes). Received: outputs of shape "
+                f"{tuple(outputs.shape[1:])} per clip"
+            )
+        return outputs
 
-        return keras.tree.map_structure(keep, handed)
+    @property
+    def _input_dtype(self):
+        inputs = getattr(self.model, "inputs", None)
+        return inputs[0].dtype if inputs else self.model.compute_dtype
 
     def call(self, inputs, training=None):
-        return self._video_predictions(
-            inputs, self.clip_predictions(inputs, training=training)
-        )
+        outputs = self.clip_outputs(inputs, training=training)
+        return {
+            "probabilities": self._video_probabilities(
+                inputs["alignment"], outputs
+            ),
+            "clip_outputs": outputs,
+        }
 
-    def _video_predictions(self, inputs, predictions):
-        classes = predictions.shape[-1]
+    def _probabilities(self, outputs):
+        return ops.softmax(outputs, axis=-1) if self.from_logits else outputs
+
+    def _video_probabilities(self, alignment, outputs):
+        classes = outputs.shape[-1]
         frames = ops.reshape(
-            predictions, (ops.shape(predictions)[0], -1, classes)
+            self._probabilities(outputs), (ops.shape(outputs)[0], -1, classes)
         )
         alignment = ops.reshape(
-            ops.cast(inputs["alignment"], "int32"), (ops.shape(frames)[0], -1)
-        )
-        mask = ops.reshape(
-            ops.cast(inputs["mask"], "bool"), ops.shape(alignment)
+            ops.cast(alignment, "int32"), (ops.shape(frames)[0], -1)
         )
         # Frame order, so that "last" means the video's last frame.
-        order = ops.argsort(ops.where(mask, alignment, -1), axis=1)
+        order = ops.argsort(alignment, axis=1)
         return self.aggregate(
             ops.take_along_axis(frames, order[..., None], axis=1),
-            mask=ops.take_along_axis(mask, order, axis=1),
+            mask=ops.take_along_axis(alignment, order, axis=1) >= 0,
         )
 
-    def _loss_terms(
-        self, inputs, y, y_pred, weight, clips, sample_weight, training
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        """Total, task and coherence losses, each scaled for the strategy
-        as Keras scales its losses: the compiled loss of `y_pred` against
-        `y` (weighted by `weight`), and the coherence of the `clips`
-        predictions (weighted per video by `sample_weight`)."""
-        task = self.compute_loss(inputs, y, y_pred, weight, training=training)
-        if self.from_logits:
-            clips = ops.softmax(clips, axis=-1)
-        mask = ops.cast(inputs["mask"], "bool")
-        alignment = ops.where(mask, ops.cast(inputs["alignment"], "int32"), -1)
-        coherence = self.coherence(alignment, clips, sample_weight)
-        return task + self.coherence_weight * coherence, task, coherence
-
-    def _track(self, inputs, total, task, coherence):
-        # As Keras tracks its "loss": the unscaled replica values weighted
-        # by the replica's batch size average to the global values.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        size = ops.shape(inputs["mask"])[0]
-        trackers = {metric.name: metric for metric in self.metrics}
-        for name, value in (
-            ("loss", total),
-            ("task_loss", task),
-            ("coherence_loss", coherence),
-        ):
-            trackers[name].update_state(value * replicas, sample_weight=size)
-
-    def train_step(self, data):
-        inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        _check_clip_inputs(inputs, len(self.model.inputs[0].shape))
-        mask = ops.cast(inputs["mask"], self.compute_dtype)
-        frame_weight = mask
-        if sample_weight is not None:
-            frame_weight = mask * ops.reshape(sample_weight, (-1, 1, 1))
-        frame_y = ops.broadcast_to(
-            ops.reshape(y, (-1, 1, 1) + tuple(y.shape[1:])),
-            tuple(ops.shape(mask)) + tuple(y.shape[1:]),
-        )
-        with tf.GradientTape() as tape:
-            predictions = self.clip_predictions(inputs, training=True)
-            total, task, coherence = self._loss_terms(
-                inputs,
-                frame_y,
-                predictions,
-                frame_weight,
-                predictions,
-                sample_weight,
-                training=True,
+        alignment = ops.cast(x["alignment"], "int32")
+        outputs = y_pred["clip_outputs"]
+        if training:
+            task = super().compute_loss(
+                x,
+                _per_frame(y, alignment),
+                outputs,
+                self._frame_weights(alignment, sample_weight),
+                training=training,
             )
-            scaled = self.optimizer.scale_loss(total)
-        variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        self._track(inputs, total, task, coherence)
-        return self.compute_metrics(inputs, frame_y, predictions, frame_weight)
-
-    def test_step(self, data):
-        inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        predictions = self.clip_predictions(inputs, training=False)
-        videos = self._video_predictions(inputs, predictions)
-        total, task, coherence = self._loss_terms(
-            inputs,
-            y,
-            videos,
-            sample_weight,
-            predictions,
-            sample_weight,
-            training=False,
+        else:
+            video = y_pred["probabilities"]
+            if self.from_logits:
+                # A softmax of log(p) is p: the loss sees the probabilities.
+                video = ops.log(ops.maximum(video, keras.config.epsilon()))
+            task = super().compute_loss(
+                x, y, video, sample_weight, training=training
+            )
+        coherence = self.coherence(
+            alignment, self._probabilities(outputs), sample_weight
         )
-        self._track(inputs, total, task, coherence)
-        return self.compute_metrics(inputs, y, videos, sample_weight)
+        # As Keras tracks its "loss": replica values unscaled, weighted by
+        # the replica's batch size.
+        size = ops.shape(alignment)[0]
+        for tracker, value in (
+            (self.task_loss_tracker, task),
+            (self.coherence_loss_tracker, coherence),
+        ):
+            tracker.update_state(
+                unscale_loss_for_distribution(value), sample_weight=size
+            )
+        return task + ops.cast(self.coherence_weight, task.dtype) * coherence
+
+    def _frame_weights(self, alignment, sample_weight):
+        """Weights that make the loss a mean over real frames (as a Keras
+        mask does), times each video's `sample_weight`."""
+        real = ops.cast(alignment >= 0, self.compute_dtype)
+        weights = real * ops.divide_no_nan(
+            ops.cast(ops.size(real), real.dtype), ops.sum(real)
+        )
+        if sample_weight is not None:
+            weights = weights * _per_frame(
+                ops.cast(sample_weight, weights.dtype), alignment
+            )
+        return weights
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(
+            x, y, y_pred["probabilities"], sample_weight
+        )
 
     def get_config(self):
         return {

@@ -1,0 +1,214 @@
+"""Runs any Keras model of video with every recurrent layer's state in and
+out: what clip state handover and frame-by-frame serving need."""
+
+import contextlib
+
+import keras
+from keras import ops
+
+from keras_cbm.keras_internals import sub_layers
+from keras_cbm.layers.base_cbm import BaseCBM
+
+
+def _refusal(layer):
+    """Why `layer` cannot run from handed-over states, or `None`."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return "it runs backwards over time: later frames change earlier ones"
+    if isinstance(layer, keras.layers.RNN):
+        if layer.go_backwards:
+            return (
+                "it has `go_backwards=True`: later frames change earlier ones"
+            )
+        if layer.stateful:
+            return "it is `stateful`: it keeps its own state between calls"
+    return None
+
+
+def recurrent_layers(model):
+    """The recurrent layers of `model`, at any depth, in tracking order.
+
+    Every `keras.layers.RNN` counts (`LSTM`, `GRU`, `ConvLSTM1D/2D/3D`,
+    `keras.layers.RNN(cell)`, the CBM layers and the layers inside a
+    `DeepCBM`).
+
+    Args:
+        model: A Keras layer or model.
+
+    Returns:
+        A list of `keras.layers.RNN` layers.
+
+    Raises:
+        ValueError: For a layer that cannot start from given states (a
+            `Bidirectional` wrapper, `go_backwards`, `stateful`), naming it
+            and saying why.
+    """
+    found = []
+    for layer in sub_layers(model):
+        reason = _refusal(layer)
+        if reason is not None:
+            raise ValueError(
+                f"`model` must run forward in time from given states, but "
+                f"its layer '{layer.name}' ({type(layer).__name__}) cannot: "
+                f"{reason}. Received: model='{model.name}'"
+            )
+        if isinstance(layer, keras.layers.RNN):
+            found.append(layer)
+    return found
+
+
+class RecurrentStates:
+    """Runs a video model from given states of all its recurrent layers.
+
+    Any Keras model (`Sequential`, functional or subclassed) can run a
+    sequence from the states another run ended in, and return the states
+    its own run ends in, without being rebuilt: during a call, every
+    recurrent layer of the model (see `recurrent_layers`) takes its
+    `initial_state` from `initial_states` and hands back its final states.
+    A time `mask` reaches every recurrent layer the same way, whatever
+    layers lie between (a masked step keeps every state), so the final
+    states of a run with its last frames masked are the states at the last
+    unmasked frame. Running a video in consecutive pieces, each from the
+    states the previous one returned, equals one run over the video.
+
+    States are a list with one entry per recurrent layer, in the order of
+    `layers`, each the list of that layer's states as its `initial_state`
+    takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM` and
+    `ConvLSTM*`, `[h]` for `GRU`. Each recurrent layer must be called once
+    per run of the model.
+
+    Args:
+        model: A Keras model of sequences `(batch, time, ...)`.
+
+    Call arguments:
+        sequences: The model's input, `(batch, time, ...)`.
+        initial_states: Optional states to start from; `None` starts every
+            layer as the model does.
+        mask: Optional boolean tensor `(batch, time)`, `False` on steps to
+            skip.
+        training: Python boolean, the mode of the model.
+
+    Returns:
+        `(outputs, states)`: the model's outputs and the final states.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((None, 8, 8, 3)),
+    ...     keras.layers.ConvLSTM2D(4, 3, padding="same",
+    ...                             return_sequences=True),
+    ...     keras.layers.TimeDistributed(keras.layers.Flatten()),
+    ...     keras.layers.LSTM(5, return_sequences=True)])
+    >>> run = RecurrentStates(model)
+    >>> frames = np.random.rand(2, 6, 8, 8, 3).astype("float32")
+    >>> first, states = run(frames[:, :4])
+    >>> second, _ = run(frames[:, 4:], initial_states=states)
+    >>> [len(s) for s in states]
+    [2, 2]
+    >>> bool(np.allclose(np.concatenate([first, second], 1), model(frames),
+    ...                  atol=1e-5))
+    True
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.layers = recurrent_layers(model)
+
+    def __call__(
+        self, sequences, initial_states=None, mask=None, training=None
+    ):
+        count = len(self.layers)
+        if initial_states is None:
+            initial_states = [None] * count
+        if len(initial_states) != count:
+            raise ValueError(
+                "`initial_states` must hold one list of states per recurrent "
+                f"layer of model '{self.model.name}' ({count}: "
+                f"{[layer.name for layer in self.layers]}). Received: "
+                f"{len(initial_states)} entries"
+            )
+        final_states = {}
+        with contextlib.ExitStack() as stack:
+            for layer, state in zip(self.layers, initial_states, strict=True):
+                stack.enter_context(
+                    _handing_over(layer, state, mask, final_states)
+                )
+            outputs = self.model(sequences, training=training)
+        missing = [
+            layer.name for layer in self.layers if id(layer) not in final_states
+        ]
+        if missing:
+            raise ValueError(
+                f"Recurrent layers {missing} of model '{self.model.name}' did "
+                "not run in a call of the model: they have no state to hand "
+                "over."
+            )
+        return outputs, [final_states[id(layer)] for layer in self.layers]
+
+    def state_shapes(self, frame_shape, dtype="float32"):
+        """The shape of every state, batch `None`, for frames of
+        `frame_shape`, in the structure of the states (from a run over one
+        frame)."""
+        _, states = self(ops.zeros((1, 1) + tuple(frame_shape), dtype))
+        return [
+            [(None,) + tuple(state.shape[1:]) for state in layer_states]
+            for layer_states in states
+        ]
+
+
+def _step_mask(mask, sequences, layer):
+    """`mask` in the form `layer` needs for `sequences`.
+
+    Keras' JAX loop compares a `(batch, 1)` step mask with every state, so
+    its convolutional RNNs need the mask with the spatial axes as ones
+    (TensorFlow's loop takes that form too); the CBM layers take
+    `(batch, time)`.
+    """
+    mask = ops.cast(mask, "bool")
+    if isinstance(layer, BaseCBM):
+        return mask
+    extra = len(sequences.shape) - 2
+    return ops.reshape(mask, tuple(ops.shape(mask)) + (1,) * extra)
+
+
+@contextlib.contextmanager
+def _handing_over(layer, handed_state, handed_mask, final_states):
+    """While active, `layer` starts from `handed_state` (when given), takes
+    `handed_mask` (when it gets no mask of its own) and puts its final
+    states in `final_states[id(layer)]`; it returns what it returned before."""
+    call = layer.call
+
+    def handing_over_call(
+        sequences, initial_state=None, mask=None, training=False
+    ):
+        if handed_state is not None:
+            initial_state = handed_state
+        if mask is None and handed_mask is not None:
+            mask = _step_mask(handed_mask, sequences, layer)
+        returns_state = layer.return_state
+        layer.return_state = True
+        try:
+            output, *states = call(
+                sequences,
+                initial_state=initial_state,
+                mask=mask,
+                training=training,
+            )
+        finally:
+            layer.return_state = returns_state
+        if id(layer) in final_states:
+            raise ValueError(
+                f"Recurrent layer '{layer.name}' ran twice in one call of its "
+                "model: a layer called several times per sequence has no "
+                "single state to hand over."
+            )
+        final_states[id(layer)] = states
+        return (output, *states) if returns_state else output
+
+    # An instance attribute shadows the class's `call`; `Layer.__call__`
+    # looks `call` up at every call, so the layer's own machinery (masks,
+    # training, dtype, name scopes) runs unchanged around it.
+    object.__setattr__(layer, "call", handing_over_call)
+    try:
+        yield
+    finally:
+        object.__delattr__(layer, "call")

@@ -15,11 +15,20 @@ Clips are read every `--frame-stride` frames so that a clip of
 label is the order of the agent's two motions, and a clip that lies inside
 one leg of the motion only narrows it to two classes.
 
+Your own videos: `--videos DIR` trains on a folder of video files, one
+subfolder per class (with `DIR/train` and `DIR/test` folders of them, or
+20 % of the files held out for testing), decoding only the frames of the
+sampled clips (`keras_cbm.data.video_clips_from_directory`); `--tfds NAME`
+on a TFDS video dataset with `ucf101`'s features (`video`, `label`).
+Frames are resized to `--frame-size` (32) in `--color-mode`.
+
     python examples/action_recognition.py          # <= 10 min on 2 CPU cores
     python examples/action_recognition.py --epochs 30 --stage-filters 16 32
+    python examples/action_recognition.py --videos DIR --color-mode rgb
 """
 
 import argparse
+import collections
 import json
 import os
 import time
@@ -40,6 +49,31 @@ def parse_args(argv=None, description=None, **defaults):
     )
     add = parser.add_argument
     add("--config", default="recognition", help="motion_order config.")
+    add(
+        "--videos",
+        default=None,
+        help="A folder of video files, one subfolder per class (or train/ "
+        "and test/ folders of them), instead of motion_order.",
+    )
+    add(
+        "--tfds",
+        default=None,
+        help="A TFDS video dataset with ucf101's features (video, label) "
+        "and train/test splits, instead of motion_order.",
+    )
+    add(
+        "--color-mode",
+        choices=("grayscale", "rgb"),
+        default="grayscale",
+        help="Channels of --videos and --tfds frames.",
+    )
+    add(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="--videos: stop at an unreadable file or empty class folder, "
+        "or leave it out with a warning.",
+    )
     add(
         "--train-videos",
         type=int,
@@ -64,12 +98,13 @@ def parse_args(argv=None, description=None, **defaults):
         "--frame-size",
         type=int,
         default=None,
-        help="Frame rows and cols; none: the config's (32).",
+        help="Frame rows and cols; none: the config's (32); --videos and "
+        "--tfds frames are resized to it (32).",
     )
     add(
         "--data-dir",
         default="outputs/tensorflow_datasets",
-        help="Where TFDS builds the dataset.",
+        help="Where TFDS builds (or finds) the dataset.",
     )
     add("--frame-stride", type=int, default=4, help="Frames between steps.")
     add("--clips-per-video", type=int, default=4, help="Clips per video.")
@@ -174,9 +209,26 @@ def motion_order_builder(args, config_name):
     return tfds.builder("motion_order", config=config, data_dir=args.data_dir)
 
 
+# Training clips (unbatched) and whole test videos, from any source.
+Splits = collections.namedtuple(
+    "Splits",
+    "train_clips test num_classes frame_shape num_train num_test name "
+    "description",
+)
+
+
 def load_splits(args, config_name):
-    """Builds (if needed) and loads the train and test splits, decoded and
-    cached in memory. Returns `(train, test, builder, seconds)`."""
+    """The `Splits` of `--videos`, `--tfds` or `motion_order`."""
+    if args.videos:
+        return video_file_splits(args)
+    if args.tfds:
+        return tfds_splits(args)
+    return motion_order_splits(args, config_name)
+
+
+def motion_order_splits(args, config_name):
+    """Builds (if needed) and loads motion_order, decoded and cached in
+    memory."""
     start = time.perf_counter()
     builder = motion_order_builder(args, config_name)
     builder.download_and_prepare()
@@ -189,50 +241,153 @@ def load_splits(args, config_name):
         builder.as_dataset(split=split).map(keep).cache()
         for split in ("train", "test")
     )
-    return train, test, builder, seconds
+    config = builder.builder_config
+    return Splits(
+        train_clips=overlapping_clips(args, train),
+        test=test,
+        num_classes=builder.info.features["label"].num_classes,
+        frame_shape=(config.frame_size, config.frame_size, 1),
+        num_train=config.train_videos,
+        num_test=config.test_videos,
+        name=f"motion_order/{config.name}",
+        description=f"{config.min_frames}-{config.max_frames} frames, ready "
+        f"in {seconds:.0f} s ({builder.data_dir})",
+    )
 
 
-def clip_datasets(args, train, test):
-    """Overlapping random clips for training; sliding windows covering
-    every test video for per-video evaluation."""
+def tfds_splits(args):
+    """A TFDS video dataset with ucf101's features, its frames resized to
+    `--frame-size` in `--color-mode`."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from keras_cbm.data.video_directory import resize
+
+    size = args.frame_size or 32
+    builder = tfds.builder(args.tfds, data_dir=args.data_dir)
+    builder.download_and_prepare()
+
+    def keep(element):
+        video = element["video"]
+        if args.color_mode == "grayscale" and video.shape[-1] == 3:
+            video = tf.cast(tf.image.rgb_to_grayscale(video), "uint8")
+        return {
+            "video": resize(video, (size, size), "bilinear"),
+            "label": element["label"],
+        }
+
+    train, test = (
+        builder.as_dataset(split=split).map(keep, tf.data.AUTOTUNE)
+        for split in ("train", "test")
+    )
+    channels = 1 if args.color_mode == "grayscale" else 3
+    return Splits(
+        train_clips=overlapping_clips(args, train),
+        test=test,
+        num_classes=builder.info.features["label"].num_classes,
+        frame_shape=(size, size, channels),
+        num_train=int(train.cardinality()),
+        num_test=int(test.cardinality()),
+        name=args.tfds,
+        description=f"resized to {size}x{size} ({builder.data_dir})",
+    )
+
+
+def video_file_splits(args):
+    """The video files of `--videos`: clips decoded frame by frame for
+    training, whole videos for testing."""
+    from keras_cbm import data
+
+    size = args.frame_size or 32
+    frames = {
+        "color_mode": args.color_mode,
+        "frame_size": (size, size),
+        "on_error": args.on_error,
+    }
+    train_dir, test_dir = (
+        os.path.join(args.videos, split) for split in ("train", "test")
+    )
+    if os.path.isdir(train_dir) and os.path.isdir(test_dir):
+        train_files = {"directory": train_dir}
+        test_files = {"directory": test_dir, "shuffle": False}
+    else:
+        split = {"validation_split": 0.2, "seed": args.seed}
+        train_files = {"directory": args.videos, "subset": "training", **split}
+        test_files = {"directory": args.videos, "subset": "validation", **split}
+    train_clips = data.video_clips_from_directory(
+        clips_per_video=args.clips_per_video,
+        min_length=args.min_length,
+        max_length=args.max_length,
+        min_overlap=args.min_overlap,
+        frame_stride=args.frame_stride,
+        seed=args.seed,
+        **train_files,
+        **frames,
+    )
+    test = data.video_dataset_from_directory(
+        class_names=train_clips.class_names, **test_files, **frames
+    )
+    return Splits(
+        train_clips=train_clips,
+        test=test,
+        num_classes=len(train_clips.class_names),
+        frame_shape=(size, size, 1 if args.color_mode == "grayscale" else 3),
+        num_train=len(train_clips.file_paths),
+        num_test=len(test.file_paths),
+        name=args.videos,
+        description=f"{len(train_clips.class_names)} classes, resized to "
+        f"{size}x{size}, decoded clip by clip",
+    )
+
+
+def overlapping_clips(args, videos):
+    """Overlapping random clips of whole videos, for training."""
+    from keras_cbm import data
+
+    return data.overlapping_clips(
+        videos.shuffle(2048, seed=args.seed),
+        args.clips_per_video,
+        args.min_length,
+        args.max_length,
+        min_overlap=args.min_overlap,
+        frame_stride=args.frame_stride,
+        seed=args.seed,
+    )
+
+
+def clip_datasets(args, splits):
+    """Batches of the training clips; sliding windows covering every test
+    video for per-video evaluation."""
     import tensorflow as tf
 
     from keras_cbm import data
 
-    train_clips = (
-        data.overlapping_clips(
-            train.shuffle(2048, seed=args.seed),
-            args.clips_per_video,
-            args.min_length,
-            args.max_length,
-            min_overlap=args.min_overlap,
-            frame_stride=args.frame_stride,
-            seed=args.seed,
-        )
-        .batch(args.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+    train_clips = splits.train_clips.batch(args.batch_size).prefetch(
+        tf.data.AUTOTUNE
     )
     stride = args.eval_stride or max(args.max_length // 2, 1)
     test_windows = data.padded_window_batch(
         data.uniform_clips(
-            test, args.max_length, stride, frame_stride=args.frame_stride
+            splits.test,
+            args.max_length,
+            stride,
+            frame_stride=args.frame_stride,
         ),
         args.batch_size,
     ).prefetch(tf.data.AUTOTUNE)
     return train_clips, test_windows
 
 
-def build_trainer(args, frame_shape, steps):
+def build_trainer(args, num_classes, frame_shape, steps):
     """The coherence trainer of a standalone classifier; its learning rate
     decays from `--learning-rate` to zero over the `steps` of training."""
     import keras
 
-    import keras_cbm.datasets
     from keras_cbm import models
     from keras_cbm import training
 
     net = models.standalone_classifier(
-        len(keras_cbm.datasets.MOTION_ORDER_CLASSES),
+        num_classes,
         frame_shape=frame_shape,
         stage_filters=tuple(args.stage_filters),
         blocks_per_stage=args.blocks_per_stage,
@@ -314,26 +469,26 @@ def plot_history(history, path, title, chance):
 def run(args, config_name=None, task="action recognition"):
     import keras
 
-    import keras_cbm.datasets
     from keras_cbm import serving
 
-    config_name = config_name or args.config
-    chance = 1.0 / len(keras_cbm.datasets.MOTION_ORDER_CLASSES)
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.output, exist_ok=True)
-    train, test, builder, build_seconds = load_splits(args, config_name)
-    config = builder.builder_config
-    frame_shape = (config.frame_size, config.frame_size, 1)
+    splits = load_splits(args, config_name or args.config)
+    chance = 1.0 / splits.num_classes
     print(
-        f"Dataset motion_order/{config.name}: {config.train_videos} train / "
-        f"{config.test_videos} test videos of {config.min_frames}-"
-        f"{config.max_frames} frames {frame_shape}, ready in "
-        f"{build_seconds:.0f} s ({builder.data_dir})"
+        f"Dataset {splits.name}: {splits.num_train} train / "
+        f"{splits.num_test} test videos {splits.frame_shape}, "
+        f"{splits.description}"
     )
-    train_clips, test_windows = clip_datasets(args, train, test)
-    steps_per_epoch = -(-config.train_videos // args.batch_size)
-    trainer = build_trainer(args, frame_shape, args.epochs * steps_per_epoch)
+    train_clips, test_windows = clip_datasets(args, splits)
+    steps_per_epoch = -(-splits.num_train // args.batch_size)
+    trainer = build_trainer(
+        args,
+        splits.num_classes,
+        splits.frame_shape,
+        args.epochs * steps_per_epoch,
+    )
     depth = trainer.model.get_layer("deep_cbm").depth
     print(
         f"{depth}-layer CBM classifier, "
@@ -359,7 +514,7 @@ def run(args, config_name=None, task="action recognition"):
     plot_history(
         history,
         curves_path,
-        f"{depth}-layer CBM, {task} on motion_order/{config.name}",
+        f"{depth}-layer CBM, {task} on {splits.name}",
         chance,
     )
     serving.export(trainer, saved_model_path)
@@ -380,7 +535,7 @@ def run(args, config_name=None, task="action recognition"):
     print(f"SavedModel:       {saved_model_path}")
     print(f"History:          {history_path}")
     print(
-        f"Test accuracy (per video, {config.test_videos} videos): "
+        f"Test accuracy (per video, {splits.num_test} videos): "
         f"{accuracy:.3f}   chance: {chance:.3f}   "
         f"total time: {seconds / 60:.1f} min"
     )

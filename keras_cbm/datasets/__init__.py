@@ -11,9 +11,13 @@ them (nothing is downloaded):
   scikit-learn's handwritten digits; configs set the observed and predicted
   frames.
 
+`export_videos` writes such a dataset as video files, one folder per class,
+for `keras_cbm.data.video_dataset_from_directory`.
+
 This subpackage imports TensorFlow; `keras_cbm` does not import it.
 """
 
+from keras_cbm.datasets.export_videos import export_videos
 from keras_cbm.datasets.motion_order import CLASS_NAMES as MOTION_ORDER_CLASSES
 from keras_cbm.datasets.motion_order import MotionOrder
 from keras_cbm.datasets.motion_order import MotionOrderConfig
@@ -27,5 +31,6 @@ __all__ = [
     "MotionOrderConfig",
     "MovingDigits",
     "MovingDigitsConfig",
+    "export_videos",
     "future_frame_pairs",
 ]

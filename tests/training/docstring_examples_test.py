@@ -7,7 +7,7 @@ import pytest
 
 MODULES = [
     "keras_cbm.losses.overlap_coherence",
-    "keras_cbm.training.deep_cbm_split",
+    "keras_cbm.models.recurrent_states",
     "keras_cbm.training.coherence_model",
 ]
 

@@ -1,18 +1,17 @@
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 from keras.src import testing
 
 from keras_cbm.training import CoherenceModel
+from tests.training.any_models import MODELS
+from tests.training.any_models import any_model
 from tests.training.tiny import FRAME_SHAPE
+from tests.training.tiny import fixed_clips
 from tests.training.tiny import tiny_model
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="CoherenceModel's training step is TensorFlow's",
-)
-
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 # Clips of a 20-frame video, not in start order: clip 0 starts inside
 # clip 2, clip 1 inside clip 0, clip 3 (padded) inside clip 1 and clip 2,
 # and clip 4 overlaps no earlier clip.
@@ -26,7 +25,21 @@ def clip_batch(video):
         alignment[0, k, : end - start] = np.arange(start, end)
     mask = alignment >= 0
     clips = video[np.maximum(alignment, 0)] * mask[..., None, None, None]
-    return {"clips": clips, "mask": mask, "alignment": alignment}
+    return {"clips": clips, "alignment": alignment}
+
+
+class CountingLayer(keras.layers.Layer):
+    """Counts its training calls: which runs update layer state."""
+
+    def build(self, input_shape):
+        self.training_calls = self.add_weight(
+            shape=(), initializer="zeros", trainable=False
+        )
+
+    def call(self, inputs, training=None):
+        if training:
+            self.training_calls.assign(self.training_calls + 1.0)
+        return inputs
 
 
 class StateHandoverTest(testing.TestCase):
@@ -34,39 +47,86 @@ class StateHandoverTest(testing.TestCase):
         super().setUp()
         rng = np.random.default_rng(0)
         self.video = rng.random((20,) + FRAME_SHAPE).astype("float32")
-        self.model = tiny_model(batch_norm=True)
         self.inputs = clip_batch(self.video)
 
-    def test_handed_clips_equal_one_run_over_the_video(self):
-        whole = self.model(self.video[None], training=False).numpy()[0]
-        trainer = CoherenceModel(self.model, state_handover=True)
-        got = trainer.clip_predictions(self.inputs, training=False).numpy()
-        cold = CoherenceModel(self.model).clip_predictions(
+    def assert_handed_clips_equal_one_run(self, model):
+        whole = np.asarray(model(self.video[None], training=False))[0]
+        got = CoherenceModel(model, state_handover=True).clip_outputs(
             self.inputs, training=False
         )
+        cold = CoherenceModel(model).clip_outputs(self.inputs, training=False)
         for k, (start, end) in enumerate(SPANS):
             expected = whole[start:end]
-            if k == 4:
-                # Starts at frame 0 like the video: nothing to hand over.
-                self.assertAllClose(got[0, k, : end - start], expected)
-                continue
-            self.assertAllClose(got[0, k, : end - start], expected, atol=1e-5)
+            self.assertAllClose(
+                np.asarray(got)[0, k, : end - start], expected, atol=1e-5
+            )
             if start > 0:
                 self.assertNotAllClose(
-                    cold[0, k, : end - start], expected, atol=1e-3
+                    np.asarray(cold)[0, k, : end - start], expected, atol=1e-3
                 )
 
+    @parameterized.parameters(*MODELS)
+    def test_any_model_trains_and_hands_states_over_exactly(self, kind):
+        model = any_model(kind)
+        for handover in (False, True):
+            before = model.get_weights()
+            trainer = CoherenceModel(model, state_handover=handover)
+            trainer.compile(keras.optimizers.SGD(0.1), LOSS)
+            history = trainer.fit(fixed_clips(), epochs=1, verbose=0)
+            self.assertTrue(np.isfinite(history.history["loss"][0]))
+            changed = [
+                np.abs(a - b).max() > 0
+                for a, b in zip(model.get_weights(), before, strict=True)
+            ]
+            self.assertTrue(all(changed))
+        self.assert_handed_clips_equal_one_run(model)
+
+    def test_batch_normalised_deep_cbm_hands_states_over_exactly(self):
+        self.assert_handed_clips_equal_one_run(tiny_model(batch_norm=True))
+
     def test_no_gradient_reaches_earlier_clips_through_the_state(self):
-        trainer = CoherenceModel(self.model, state_handover=True)
+        trainer = CoherenceModel(tiny_model(), state_handover=True)
         clips = tf.constant(self.inputs["clips"])
         inputs = dict(self.inputs, clips=clips)
         for k in range(len(SPANS)):
             with tf.GradientTape() as tape:
                 tape.watch(clips)
-                outputs = trainer.clip_predictions(inputs, training=True)
+                outputs = trainer.clip_outputs(inputs, training=True)
                 total = tf.reduce_sum(outputs[0, k] ** 2)
             gradient = tape.gradient(total, clips).numpy()[0]
             own = np.abs(gradient[k]).sum()
             others = np.abs(np.delete(gradient, k, axis=0)).sum()
             self.assertGreater(own, 0.0)
             self.assertEqual(others, 0.0)
+
+    def test_donor_runs_are_inference_runs(self):
+        # Only the clips' own runs may update layer state (batch-norm
+        # statistics): the runs that compute handed-over states must not.
+        counter = CountingLayer()
+        frames = keras.Input((None,) + FRAME_SHAPE)
+        net = tiny_model()
+        model = keras.Model(frames, net(counter(frames)))
+        trainer = CoherenceModel(model, state_handover=True)
+        trainer.compile(keras.optimizers.SGD(0.0), LOSS)
+        batch = {k: v for k, v in self.inputs.items()}
+        trainer.fit(
+            tf.data.Dataset.from_tensors((batch, np.array([1]))),
+            epochs=1,
+            verbose=0,
+        )
+        self.assertEqual(float(counter.training_calls.numpy()), len(SPANS))
+
+    def test_graph_grows_linearly_with_clips(self):
+        trainer = CoherenceModel(tiny_model(), state_handover=True)
+
+        def graph_size(count):
+            spec = {
+                "clips": tf.TensorSpec((2, count, 4) + FRAME_SHAPE),
+                "alignment": tf.TensorSpec((2, count, 4), "int32"),
+            }
+            function = tf.function(lambda x: trainer(x, training=True))
+            graph = function.get_concrete_function(spec).graph
+            return len(graph.as_graph_def().node)
+
+        sizes = [graph_size(count) for count in (2, 4, 6)]
+        self.assertEqual(sizes[2] - sizes[1], sizes[1] - sizes[0])

@@ -8,6 +8,7 @@ from keras_cbm.data import overlapping_clips
 from keras_cbm.data import uniform_clips
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
+from keras_cbm.data import video_reader
 from keras_cbm.data.video_index import count_frames
 from keras_cbm.data.video_reader import read_frames
 from tests.data.video_files import frame_indices
@@ -56,8 +57,13 @@ def test_frame_counts_match_the_frames_decoded(video_dir, name, index_cache):
     assert len(cached) == (0 if name.endswith(".mp4") else 1)
 
 
+@pytest.mark.parametrize("seek_after_frames", [0, 64])
 @pytest.mark.parametrize("name", sorted(VIDEOS))
-def test_read_frames_returns_the_frames_asked(video_dir, name):
+def test_read_frames_returns_the_frames_asked(
+    video_dir, name, seek_after_frames, monkeypatch
+):
+    # 0: a new seek before every run of wanted frames after a keyframe.
+    monkeypatch.setattr(video_reader, "SEEK_AFTER_FRAMES", seek_after_frames)
     path = os.path.join(video_dir, name)
     num_frames = count_frames(path)
     # Runs that start inside a GOP (gop 5), far apart and adjacent, up to

@@ -1,27 +1,39 @@
-"""Exports a per-frame video classifier as a SavedModel with a whole-video
-signature and a frame-by-frame one."""
+"""Exports a Keras video model as a SavedModel: a per-frame classifier with
+a whole-video signature and a frame-by-frame one, any other model with a
+signature from observed frames to its outputs."""
 
 import math
 import numbers
 
 import keras
 import tensorflow as tf
-from keras import ops
 
 from keras_cbm.layers.frame_aggregation import MODES
 from keras_cbm.layers.frame_aggregation import FrameAggregation
-from keras_cbm.training.coherence_model import CoherenceModel
-from keras_cbm.training.deep_cbm_split import DeepCBMSplit
+from keras_cbm.models.recurrent_states import RecurrentStates
 
 
 def _settings(model, aggregation, from_logits):
-    """The per-frame model, aggregation and `from_logits` to export."""
-    if isinstance(model, CoherenceModel):
+    """The model, aggregation and `from_logits` to export.
+
+    A `CoherenceModel` (recognised by its attributes: `keras_cbm.training`
+    is not imported here, so that serving needs no training code) gives its
+    wrapped model and its defaults.
+    """
+    wrapped = getattr(model, "model", None)
+    if isinstance(wrapped, keras.Model) and all(
+        hasattr(model, name) for name in ("aggregation", "from_logits")
+    ):
         if aggregation is None:
             aggregation = model.aggregation
         if from_logits is None:
             from_logits = model.from_logits
-        model = model.model
+        model = wrapped
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            "`model` must be a Keras model of frames (batch, time, "
+            f"*frame_shape) or a `CoherenceModel`. Received: model={model!r}"
+        )
     aggregation = "mean" if aggregation is None else aggregation
     if aggregation not in MODES:
         raise ValueError(
@@ -31,33 +43,153 @@ def _settings(model, aggregation, from_logits):
     return model, aggregation, True if from_logits is None else from_logits
 
 
-def export(model, path, aggregation=None, from_logits=None, scale=1 / 255):
-    """Writes `model` as a SavedModel with `classify` and `step` signatures.
+def _input_spec(model, frame_shape):
+    """`(time, frame_shape, dtype)` of the model's frames; `time` is the
+    static time length of a functional model's input, else `None`."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        if frame_shape is None:
+            raise ValueError(
+                "`frame_shape` must be given for a model without inputs (a "
+                f"subclassed model). Received: frame_shape=None for model "
+                f"'{model.name}'"
+            )
+        return None, tuple(frame_shape), model.compute_dtype
+    if len(inputs) != 1 or len(inputs[0].shape) < 3:
+        raise ValueError(
+            "`model` must take one input, frames (batch, time, "
+            f"*frame_shape). Received: a model with inputs {inputs}"
+        )
+    time, *shape = inputs[0].shape[1:]
+    if frame_shape is not None and tuple(frame_shape) != tuple(shape):
+        raise ValueError(
+            f"`frame_shape` must be the model's, {tuple(shape)}. Received: "
+            f"frame_shape={frame_shape!r}"
+        )
+    return time, tuple(shape), inputs[0].dtype
+
+
+def _is_per_frame(model, time, frame_shape, dtype):
+    """Whether `model` maps `(batch, time, ...)` to `(batch, time, classes)`.
+
+    A functional model tells from its symbolic outputs; a subclassed one
+    (whose layers may run only eagerly) runs on two lengths of zeros.
+    """
+    outputs = getattr(model, "outputs", None)
+    if outputs:
+        shapes, lengths = [tuple(o.shape) for o in outputs], [time]
+    else:
+        lengths = [2, 3]
+        shapes = []
+        for length in lengths:
+            outputs = keras.tree.flatten(
+                model(
+                    keras.ops.zeros((1, length) + frame_shape, dtype),
+                    training=False,
+                )
+            )
+            shapes += [tuple(o.shape) for o in outputs]
+    return len(shapes) == len(lengths) and all(
+        len(shape) == 3 and shape[1] == length
+        for shape, length in zip(shapes, lengths, strict=True)
+    )
+
+
+def _check_scale(scale):
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, numbers.Real)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise ValueError(
+            f"`scale` must be a finite number > 0. Received: scale={scale!r}"
+        )
+
+
+def _checked(tensor, spec):
+    """`tensor`, checked in the graph against `spec`'s shape.
+
+    A signature called with tensors only (no NumPy array) skips the
+    binding's shape check and hands any shape to the graph, where a
+    mis-shaped input would fail deep inside the model. `EnsureShape`
+    refuses it at the start, naming the input ("Shape of tensor frame
+    [2,15,16,3] is not compatible with expected shape [?,16,16,3]"); a
+    check computed from `tf.shape` would not do, as TensorFlow folds the
+    statically known rank and sizes into constants.
+    """
+    return tf.ensure_shape(tensor, spec.shape, name=spec.name)
+
+
+def _assert_batch(name, tensor, batch):
+    """An in-graph check that `tensor` has the batch size of `frame`: each
+    input is checked against its own spec, not against the others."""
+    return tf.debugging.assert_equal(
+        tf.shape(tensor)[0],
+        batch,
+        message=f"`{name}` must have the batch size of `frame`. Received",
+    )
+
+
+def export(
+    model,
+    path,
+    aggregation=None,
+    from_logits=None,
+    scale=1 / 255,
+    frame_shape=None,
+):
+    """Writes `model` as a SavedModel that TensorFlow alone can serve.
 
     The SavedModel (written with `keras.export.ExportArchive`) serves
     without `keras_cbm` or Keras, from `tf.saved_model.load` or TensorFlow
-    Serving. Both signatures take uint8 frames, multiply them by `scale` in
-    the model's dtype and run the model in inference mode:
+    Serving. Every signature takes uint8 frames, multiplies them by `scale`
+    in the model's input dtype and runs the model in inference mode
+    (`training=False`).
+
+    A per-frame classifier, a model of frames `(batch, time,
+    *frame_shape)` to outputs `(batch, time, classes)` (`Sequential`,
+    functional or subclassed, with any recurrent layers: keras_cbm's,
+    `DeepCBM`, `LSTM`, `GRU`, `ConvLSTM*`, `keras.layers.RNN(cell)`), gets
+    three signatures:
 
     - `classify(frames)`: `frames` uint8 `(batch, time, *frame_shape)`, a
       whole video or clip; returns `{"probabilities": (batch, classes)}`,
-      the per-frame probabilities aggregated over time by
-      `FrameAggregation(aggregation)`.
+      the per-frame probabilities (a softmax of the outputs when
+      `from_logits`) aggregated over time by `FrameAggregation(
+      aggregation)`: the quantity `CoherenceModel` returns as
+      `"probabilities"` for one clip covering the video.
     - `step(frame, state_1, ..., state_N)`: one uint8 frame `(batch,
-      *frame_shape)` and every recurrent state of the `DeepCBM` stack,
-      flattened in its order (layer by layer, `[c]` per CBM layer, `[h, c]`
-      per ConvLSTM layer); returns `{"probabilities": (batch, classes),
-      "state_1": ..., "state_N": ...}`, this frame's probabilities and the
-      states to pass with the next frame. Zero states start a video; the
-      probabilities of frame `t` equal those of frame `t` in one run over
-      the video. The client keeps the states, so one server follows any
-      number of live videos.
+      *frame_shape)` and every recurrent state of the model; returns
+      `{"probabilities": (batch, classes), "state_1": ..., "state_N":
+      ...}`, this frame's probabilities and the states to pass with the
+      next frame. The states are in `keras_cbm.models.RecurrentStates`
+      order: recurrent layer by layer in the model's tracking order, each
+      layer's states in the order its `initial_state` takes them (`[c]`
+      for a CBM layer, `[h, c]` for `LSTM` and `ConvLSTM*`, `[h]` for
+      `GRU`). Zero states start a video; the probabilities of frame `t`
+      equal those of frame `t` in one run over the video. The client keeps
+      the states, so one server follows any number of live videos.
+    - `state_layers()`: `{"layers": (N,) strings}`, the name of the
+      recurrent layer that `state_k` belongs to at index `k - 1`.
 
-    Inputs that do not match a signature's input spec (frame size, dtype,
-    missing or unknown states) are refused with the spec in the message,
-    before anything runs.
+    Any other model (e.g. `keras_cbm.models.future_frame_predictor`, whose
+    outputs are predicted frames) gets `predict(frames)`: uint8 observed
+    frames `(batch, time, *frame_shape)` to `{"outputs": ...}`, the
+    model's output as `model.predict` gives it (a dict output keeps its
+    keys).
 
-    Client (TensorFlow only; `video` a uint8 array `(time, *frame_shape)`):
+    Inputs that do not match a signature (frame size, rank or dtype of a
+    tensor, a state's shape, missing or unknown states) are refused by
+    TensorFlow's binding with the input's name, its expected `TensorSpec`
+    and the received one, before anything runs; states whose batch size
+    differs from the frame's are refused in the graph, naming the state.
+    The server keeps serving. NumPy arrays are cast to the signature's
+    dtype by the binding (a float frame to uint8): send tensors to have
+    the dtype checked.
+
+    Client of a per-frame classifier (TensorFlow only; `video` a uint8
+    array `(time, *frame_shape)`):
 
     ```python
     import tensorflow as tf
@@ -80,107 +212,176 @@ def export(model, path, aggregation=None, from_logits=None, scale=1 / 255):
     ```
 
     Args:
-        model: A functional per-frame classifier, frames `(batch, time,
-            *frame_shape)` with a static `frame_shape` to `(batch, time,
-            classes)`, with one `DeepCBM` layer (a `keras_cbm.models`
-            classifier); or a `CoherenceModel` wrapping one, whose
-            `aggregation` and `from_logits` are then the defaults.
+        model: A Keras model of frames `(batch, time, *frame_shape)`; or a
+            `CoherenceModel`, whose wrapped model is exported with its
+            `aggregation` and `from_logits` as the defaults.
         path: The SavedModel's directory.
         aggregation: `FrameAggregation` mode of `classify`, `"mean"`,
             `"vote"` or `"last"`; `None` takes the `CoherenceModel`'s, or
             `"mean"`.
-        from_logits: Whether the model outputs logits (a softmax makes the
-            probabilities) or probabilities; `None` takes the
-            `CoherenceModel`'s, or `True`.
+        from_logits: Whether a per-frame classifier outputs logits (a
+            softmax makes the probabilities) or probabilities; `None` takes
+            the `CoherenceModel`'s, or `True`.
         scale: Positive number, the factor from uint8 to the model's input.
+        frame_shape: The shape of one frame, needed for a model without
+            `inputs` (subclassed); `None` takes the model's input shape.
 
     Returns:
         `path`.
 
+    Raises:
+        ValueError: For a per-frame classifier whose recurrent layers cannot
+            run from given states (`Bidirectional`, `go_backwards`,
+            `stateful`, a layer called twice per run), naming the layer and
+            why, as `RecurrentStates` does; for a model whose input or
+            frame shape is unknown or not static.
+
     Example:
 
     >>> import tempfile
-    >>> from keras_cbm import models
-    >>> model = models.standalone_classifier(
-    ...     3, frame_shape=(16, 16, 3), stage_filters=(4,),
-    ...     blocks_per_stage=1)
+    >>> from keras_cbm.layers import ConvCBM2D
+    >>> model = keras.Sequential([
+    ...     keras.Input((None, 16, 16, 3)),
+    ...     ConvCBM2D(4, 3, padding="same", return_sequences=True),
+    ...     keras.layers.TimeDistributed(
+    ...         keras.layers.GlobalAveragePooling2D()),
+    ...     keras.layers.Dense(3)])
     >>> path = export(model, tempfile.mkdtemp())
     >>> served = tf.saved_model.load(path)
     >>> video = np.zeros((1, 5, 16, 16, 3), "uint8")
     >>> served.signatures["classify"](frames=video)["probabilities"].shape
     TensorShape([1, 3])
-    >>> sorted(served.signatures["step"].structured_input_signature[1])[:3]
-    ['frame', 'state_1', 'state_2']
+    >>> sorted(served.signatures["step"].structured_input_signature[1])
+    ['frame', 'state_1']
+    >>> served.signatures["state_layers"]()["layers"].numpy()
+    array([b'conv_cbm2d'], dtype=object)
     """
     model, aggregation, from_logits = _settings(model, aggregation, from_logits)
-    split = DeepCBMSplit(model)
-    frame_shape = tuple(model.inputs[0].shape[2:])
+    _check_scale(scale)
+    time, frame_shape, dtype = _input_spec(model, frame_shape)
     if None in frame_shape:
         raise ValueError(
             "`model` must take frames of a static shape, (batch, time, "
-            "*frame_shape). Received: a model with input shape "
-            f"{model.inputs[0].shape}"
+            "*frame_shape). Received: a model with frames of shape "
+            f"{frame_shape}"
         )
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, numbers.Real)
-        or not math.isfinite(scale)
-        or scale <= 0
-    ):
-        raise ValueError(
-            f"`scale` must be a finite number > 0. Received: scale={scale!r}"
-        )
-    aggregate = FrameAggregation(aggregation)
-    dtype = model.inputs[0].dtype
 
     def model_input(frames):
-        return ops.cast(frames, dtype) * ops.cast(scale, dtype)
-
-    def probabilities(outputs):
-        return ops.softmax(outputs, axis=-1) if from_logits else outputs
-
-    def classify(frames):
-        outputs = model(model_input(frames), training=False)
-        return {"probabilities": aggregate(probabilities(outputs))}
-
-    feature_shape = tuple(split.before.outputs[0].shape[2:])
-    _, state_specs = split.deep_cbm.compute_output_spec(
-        keras.KerasTensor((None, 1) + feature_shape, dtype=dtype),
-        return_state=True,
-    )
-    flat_specs = keras.tree.flatten(state_specs)
-    names = [f"state_{k + 1}" for k in range(len(flat_specs))]
-
-    def step(frame, *states):
-        outputs, new_states = split(
-            model_input(frame)[:, None],
-            initial_state=keras.tree.pack_sequence_as(state_specs, states),
-            training=False,
-        )
-        return {
-            "probabilities": probabilities(outputs)[:, 0],
-            **dict(zip(names, keras.tree.flatten(new_states), strict=True)),
-        }
+        return tf.cast(frames, dtype) * tf.cast(scale, dtype)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "classify",
-        classify,
-        input_signature=[
-            tf.TensorSpec((None, None) + frame_shape, "uint8", name="frames")
-        ],
+    frames_spec = tf.TensorSpec(
+        (None, time) + frame_shape, "uint8", name="frames"
     )
-    archive.add_endpoint(
-        "step",
-        step,
-        input_signature=[
-            tf.TensorSpec((None,) + frame_shape, "uint8", name="frame")
-        ]
-        + [
-            tf.TensorSpec(spec.shape, spec.dtype, name=name)
-            for spec, name in zip(flat_specs, names, strict=True)
-        ],
-    )
+    if _is_per_frame(model, time, frame_shape, dtype):
+        if time is not None:
+            raise ValueError(
+                "`model` must take videos of any length (time None): `step` "
+                f"runs it one frame at a time. Received: a model of {time} "
+                "frames"
+            )
+        _add_classifier_endpoints(
+            archive,
+            model,
+            frames_spec,
+            model_input,
+            FrameAggregation(aggregation),
+            from_logits,
+        )
+    else:
+
+        def predict(frames):
+            frames = _checked(frames, frames_spec)
+            outputs = model(model_input(frames), training=False)
+            if isinstance(outputs, dict):
+                return outputs
+            outputs = keras.tree.flatten(outputs)
+            if len(outputs) == 1:
+                return {"outputs": outputs[0]}
+            return {f"outputs_{k + 1}": o for k, o in enumerate(outputs)}
+
+        archive.add_endpoint("predict", predict, input_signature=[frames_spec])
     archive.write_out(path, verbose=False)
     return path
+
+
+def _add_classifier_endpoints(
+    archive, model, frames_spec, model_input, aggregate, from_logits
+):
+    """Adds `classify`, `step` and `state_layers` (see `export`)."""
+    frame_shape = tuple(frames_spec.shape[2:])
+    frame_spec = tf.TensorSpec((None,) + frame_shape, "uint8", name="frame")
+    recurrent = RecurrentStates(model)
+    # A run over one frame gives every state's shape and dtype, in order.
+    _, layer_states = recurrent(
+        model_input(tf.zeros((1, 1) + frame_shape, "uint8")), training=False
+    )
+    state_specs, state_layers = [], []
+    for layer, states in zip(recurrent.layers, layer_states, strict=True):
+        for state in states:
+            state_specs.append(
+                tf.TensorSpec(
+                    (None,) + tuple(state.shape[1:]),
+                    state.dtype,
+                    name=f"state_{len(state_specs) + 1}",
+                )
+            )
+            state_layers.append(layer.name)
+
+    def probabilities(outputs):
+        return tf.nn.softmax(outputs, axis=-1) if from_logits else outputs
+
+    def classify(frames):
+        frames = _checked(frames, frames_spec)
+        # An empty video has no probabilities to aggregate.
+        check = tf.debugging.assert_positive(
+            tf.shape(frames)[1],
+            message="`frames` must hold at least one frame. Received",
+        )
+        with tf.control_dependencies([check]):
+            outputs = model(model_input(frames), training=False)
+        return {"probabilities": aggregate(probabilities(outputs))}
+
+    def step(frame, *states):
+        frame = _checked(frame, frame_spec)
+        states = [
+            _checked(state, spec)
+            for state, spec in zip(states, state_specs, strict=True)
+        ]
+        batch = tf.shape(frame)[0]
+        checks = [
+            _assert_batch(spec.name, state, batch)
+            for spec, state in zip(state_specs, states, strict=True)
+        ]
+        # Nested again as `RecurrentStates` takes them: per layer.
+        nested, start = [], 0
+        for layer in layer_states:
+            nested.append(states[start : start + len(layer)])
+            start += len(layer)
+        with tf.control_dependencies(checks):
+            outputs, new_states = recurrent(
+                model_input(frame)[:, None],
+                initial_states=nested,
+                training=False,
+            )
+        return {
+            "probabilities": probabilities(outputs)[:, 0],
+            **{
+                spec.name: state
+                for spec, state in zip(
+                    state_specs, keras.tree.flatten(new_states), strict=True
+                )
+            },
+        }
+
+    def layers():
+        return {
+            "layers": tf.constant(state_layers, tf.string, (len(state_layers),))
+        }
+
+    archive.add_endpoint("classify", classify, input_signature=[frames_spec])
+    archive.add_endpoint(
+        "step", step, input_signature=[frame_spec] + state_specs
+    )
+    archive.add_endpoint("state_layers", layers, input_signature=[])

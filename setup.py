@@ -32,6 +32,14 @@ setuptools.setup(
     ],
     extras_require={
         # tfds.testing imports dill, which tensorflow-datasets leaves out.
-        "test": ["pytest", "pytest-xdist", "jax[cpu]", "ruff", "dill"],
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "jax[cpu]",
+            "ruff",
+            "dill",
+            # Property-based tests of the layers and the data functions.
+            "hypothesis",
+        ],
     },
 )

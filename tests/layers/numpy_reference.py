@@ -67,6 +67,9 @@ def cbm_sequence(
     activation=np.tanh,
     recurrent_activation=sigmoid,
     normalize=None,
+    mask=None,
+    go_backwards=False,
+    initial_state=None,
 ):
     """Runs the CBM over a channels-last sequence, one step at a time.
 
@@ -77,6 +80,12 @@ def cbm_sequence(
         normalize: Optional function applied to the stacked input terms
             `W_R * x + b_R` and `W_T * x + b_T` of all steps,
             `(B, T, *spatial, F)`, before the recurrence (batch norm).
+        mask: Optional boolean `(B, T)`. As in Keras' RNNs, a masked step
+            keeps the state and repeats the previous output (zeros before
+            the first unmasked step).
+        go_backwards: Whether to run from the last step to the first; the
+            outputs are then in the order they were computed, as in Keras.
+        initial_state: Optional `c_0`; zeros by default.
 
     Returns:
         `(outputs (B, T, ...), last state c)`.
@@ -99,23 +108,35 @@ def cbm_sequence(
     if normalize is not None:
         pre_r, pre_t = normalize(pre_r), normalize(pre_t)
     state = np.zeros(pre_r.shape[:1] + pre_r.shape[2:])
+    if initial_state is not None:
+        state = np.asarray(initial_state, "float64")
+    output = None
     outputs = []
-    for t in steps:
+    for t in reversed(steps) if go_backwards else steps:
         r = activation(pre_r[:, t])
         if one_conv:
             # The reference implementation's single convolution for T.
             both = np.concatenate([x_t[:, t], state], axis=-1)
-            state = recurrent_activation(conv(both, w_t) + b_t)
+            new_state = recurrent_activation(conv(both, w_t) + b_t)
         else:
-            state = recurrent_activation(
+            new_state = recurrent_activation(
                 pre_t[:, t] + conv(state, w_t[..., channels:, :])
             )
         if merge == "multiply":
-            outputs.append(r * state)
+            new_output = r * new_state
         elif merge == "add":
-            outputs.append(r + state)
+            new_output = r + new_state
         else:
-            outputs.append(np.concatenate([r, state], axis=-1))
+            new_output = np.concatenate([r, new_state], axis=-1)
+        if output is None:
+            output = np.zeros_like(new_output)
+        if mask is None:
+            state, output = new_state, new_output
+        else:
+            keep = np.reshape(mask[:, t], (-1,) + (1,) * (state.ndim - 1))
+            state = np.where(keep, new_state, state)
+            output = np.where(keep, new_output, output)
+        outputs.append(output)
     return np.stack(outputs, axis=1), state
 
 

@@ -19,11 +19,14 @@ def random_sequences(shape, seed=1):
 
 
 def _weighted_sum(outputs, cotangent):
+    if isinstance(outputs, (list, tuple)):  # With `return_state`.
+        outputs = outputs[0]
     return keras.ops.sum(outputs * cotangent)
 
 
 def layer_gradients(layer, inputs, cotangent, **call_kwargs):
-    """Gradients of `sum(layer(inputs) * cotangent)`.
+    """Gradients of `sum(layer(inputs) * cotangent)` (of the first output
+    when the layer returns several).
 
     Returns:
         `(gradient w.r.t. inputs, [gradients w.r.t. trainable weights])`

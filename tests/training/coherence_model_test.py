@@ -4,10 +4,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 from keras import ops
 from keras.src import testing
 
 from keras_cbm import data
+from keras_cbm import layers
 from keras_cbm.losses import OverlapCoherence
 from keras_cbm.training import CoherenceModel
 from tests.training.tiny import FRAME_SHAPE
@@ -19,7 +21,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="CoherenceModel's training step is TensorFlow's",
+    reason="the tests compute references with TensorFlow",
 )
 
 
@@ -149,23 +151,25 @@ class CoherenceFitTest(testing.TestCase):
             )
         self.assertGreater(min(logs["coherence_loss"]), 0.0)
 
-    def test_evaluate_aggregates_clips_per_video(self):
+    def test_evaluate_aggregates_clip_probabilities_per_video(self):
         model = tiny_model()
         trainer = CoherenceModel(model, coherence_weight=2.0)
         trainer.compile(loss=LOSS, metrics=["accuracy"])
         windows = data.uniform_clips(videos(3, frames=20), 8, 6).batch(1)
         result = trainer.evaluate(windows, verbose=0, return_dict=True)
-        task, coherence, correct = [], [], []
+        task, coherence, correct, videos_p = [], [], [], []
         for inputs, label in as_numpy(windows):
-            logits = model(inputs["clips"][0]).numpy()
+            logits = np.asarray(model(inputs["clips"][0]))
             mask = inputs["mask"][0]
-            video = logits[mask].mean(axis=0)
-            log_p = video - np.log(np.exp(video).sum())
-            task.append(-log_p[label[0]])
+            p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+            video = p[mask].mean(axis=0)
+            videos_p.append(video)
+            task.append(-np.log(video[label[0]]))
             correct.append(video.argmax() == label[0])
             alignment = np.where(mask, inputs["alignment"][0], -1)
-            p = keras.ops.softmax(logits[None])
-            coherence.append(float(OverlapCoherence()(alignment[None], p)))
+            coherence.append(
+                float(OverlapCoherence()(alignment[None], p[None]))
+            )
         self.assertAllClose(result["task_loss"], np.mean(task), atol=1e-5)
         self.assertAllClose(
             result["coherence_loss"], np.mean(coherence), atol=1e-6
@@ -174,9 +178,67 @@ class CoherenceFitTest(testing.TestCase):
             result["loss"], np.mean(task) + 2 * np.mean(coherence), atol=1e-5
         )
         self.assertAllClose(result["accuracy"], np.mean(correct))
-        self.assertEqual(
-            tuple(trainer.predict(windows, verbose=0).shape), (3, 2)
+        predicted = trainer.predict(windows, verbose=0)
+        self.assertAllClose(predicted["probabilities"], videos_p, atol=1e-6)
+
+    def test_task_loss_is_the_mean_over_real_frames(self):
+        # Variable-length clips: padding frames must not count.
+        clips = fixed_clips(batch_size=2, clips=3, min_length=3, max_length=8)
+        inputs, labels = as_numpy(clips)[0]
+        self.assertFalse(inputs["mask"].all())
+        weights = np.array([0.25, 2.0], "float32")
+        model = tiny_model()
+        steps = inputs["mask"].shape[-1]
+        logits = np.asarray(
+            model(inputs["clips"].reshape((-1, steps) + FRAME_SHAPE))
+        ).reshape(inputs["mask"].shape + (2,))
+        log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        frame_loss = -np.take_along_axis(
+            log_p,
+            np.broadcast_to(
+                labels[:, None, None, None], log_p.shape[:3] + (1,)
+            ),
+            -1,
+        )[..., 0]
+        mask = inputs["mask"]
+        for sample_weight in (None, weights):
+            dataset = (inputs, labels)
+            per_video = np.ones(2) if sample_weight is None else weights
+            if sample_weight is not None:
+                dataset = dataset + (sample_weight,)
+            trainer = CoherenceModel(model, coherence_weight=0.0)
+            trainer.compile(keras.optimizers.SGD(0.0), LOSS)
+            history = trainer.fit(
+                tf.data.Dataset.from_tensors(dataset), verbose=0
+            )
+            expected = (
+                frame_loss * mask * per_video[:, None, None]
+            ).sum() / mask.sum()
+            self.assertAllClose(
+                history.history["task_loss"][0], expected, atol=1e-5
+            )
+
+    @parameterized.parameters("last", "vote")
+    def test_video_prediction_reads_clips_in_frame_order(self, aggregation):
+        # The clip holding the video's last frames comes first.
+        alignment = np.array([[[6, 7, 8, 9], [0, 1, 2, 3], [3, 4, 5, 6]]])
+        rng = np.random.default_rng(1)
+        video = rng.random((10,) + FRAME_SHAPE).astype("float32")
+        inputs = {"clips": video[alignment], "alignment": alignment}
+        model = tiny_model()
+        trainer = CoherenceModel(model, aggregation=aggregation)
+        logits = np.asarray(model(inputs["clips"][0]))
+        p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        frames = p[
+            np.argsort(alignment[0], axis=None) // 4,
+            np.argsort(alignment[0], axis=None) % 4,
+        ]
+        expected = layers.FrameAggregation(aggregation)(frames[None])
+        self.assertAllClose(
+            trainer(inputs)["probabilities"], expected, atol=1e-6
         )
+        if aggregation == "last":
+            self.assertAllClose(expected[0], p[0, -1], atol=1e-6)
 
     def test_keras_file_round_trip(self):
         trainer = CoherenceModel(
@@ -191,7 +253,11 @@ class CoherenceFitTest(testing.TestCase):
         self.assertEqual(restored.coherence_weight, 0.3)
         self.assertTrue(restored.state_handover)
         inputs, _ = next(iter(fixed_clips()))
-        self.assertAllClose(restored(inputs), trainer(inputs), atol=1e-6)
+        self.assertAllClose(
+            restored(inputs)["probabilities"],
+            trainer(inputs)["probabilities"],
+            atol=1e-6,
+        )
 
 
 class CoherenceBadInputTest(testing.TestCase):
@@ -200,7 +266,7 @@ class CoherenceBadInputTest(testing.TestCase):
         before = model.get_weights()
         trainer = CoherenceModel(model)
         trainer.compile("adam", LOSS)
-        for key in ("alignment", "mask"):
+        for key in ("alignment", "clips"):
             dataset = fixed_clips().map(
                 lambda inputs, label, key=key: (
                     {k: v for k, v in inputs.items() if k != key},
@@ -208,7 +274,7 @@ class CoherenceBadInputTest(testing.TestCase):
                 )
             )
             with self.assertRaisesRegex(
-                ValueError, r"`inputs`.*'alignment'.*Received: a dict with"
+                ValueError, r"`inputs`.*'clips'.*Received: a dict with"
             ):
                 trainer.fit(dataset, epochs=1, verbose=0)
         for got, expected in zip(model.get_weights(), before, strict=True):
@@ -228,6 +294,6 @@ class CoherenceBadInputTest(testing.TestCase):
         with self.assertRaisesRegex(
             ValueError,
             r"`model` must output per-frame .*\(batch, time, classes\).*"
-            r"Received.*\(None, 2\)",
+            r"Received.*\(2,\) per clip",
         ):
-            CoherenceModel(video_model)
+            CoherenceModel(video_model)(next(iter(fixed_clips()))[0])

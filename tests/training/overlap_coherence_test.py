@@ -130,3 +130,14 @@ class OverlapCoherenceTest(testing.TestCase):
             self.assertGreater(np.abs(earlier[overlap[0, 1]]).min(), 0.0)
         else:
             self.assertAllEqual(earlier, 0.0)
+
+    def test_of_two_clips_with_equal_starts_the_lower_index_is_earlier(self):
+        # Video 1: clips 0 and 1 both start at frame 0.
+        p, alignment, mask = hand_made_batch()
+        p, alignment, mask = p[1:, :2], alignment[1:, :2], mask[1:, :2]
+        variable = tf.Variable(p)
+        with tf.GradientTape() as tape:
+            loss = overlap_coherence(variable, alignment, mask)
+        gradient = tape.gradient(loss, variable).numpy()[0]
+        self.assertAllEqual(gradient[0], 0.0)
+        self.assertGreater(np.abs(gradient[1, :3]).min(), 0.0)

@@ -210,8 +210,8 @@ class CoherenceModel(keras.Model):
         if len(outputs.shape) != 4:
             raise ValueError(
                 "`model` must output per-frame predictions (batch, time, "
-                f"classes). Received: outputs of shape "
-                f"{tuple(outputs.shape[1:])} per clip"
+                "classes). Received: outputs of shape "
+                f"{('batch',) + tuple(outputs.shape[2:])} per clip"
             )
         return outputs
 

@@ -294,6 +294,6 @@ class CoherenceBadInputTest(testing.TestCase):
         with self.assertRaisesRegex(
             ValueError,
             r"`model` must output per-frame .*\(batch, time, classes\).*"
-            r"Received.*\(2,\) per clip",
+            r"Received.*\('batch', 2\) per clip",
         ):
             CoherenceModel(video_model)(next(iter(fixed_clips()))[0])

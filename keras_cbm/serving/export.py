@@ -2,12 +2,14 @@
 a whole-video signature and a frame-by-frame one, any other model with a
 signature from observed frames to its outputs."""
 
+import contextlib
 import math
 import numbers
 
 import keras
 import tensorflow as tf
 
+from keras_cbm.keras_internals import sub_layers
 from keras_cbm.layers.frame_aggregation import MODES
 from keras_cbm.layers.frame_aggregation import FrameAggregation
 from keras_cbm.models.recurrent_states import RecurrentStates
@@ -93,6 +95,52 @@ def _is_per_frame(model, time, frame_shape, dtype):
         len(shape) == 3 and shape[1] == length
         for shape, length in zip(shapes, lengths, strict=True)
     )
+
+
+@contextlib.contextmanager
+def _time_distributed_over_time(model):
+    """While active, every `TimeDistributed` in `model` without a mask runs
+    its layer on the frames folded into the batch.
+
+    Keras 3.15's `TimeDistributed`, traced with an unknown time length,
+    maps its layer over `range(batch)` instead of `range(time)` (it reads
+    the input's shape before swapping batch and time), so a signature for
+    videos of any length would return `batch` frames of outputs. Remove
+    this when Keras fixes it.
+    """
+    wrappers = [
+        layer
+        for layer in sub_layers(model)
+        if isinstance(layer, keras.layers.TimeDistributed)
+    ]
+
+    def folded_call(wrapper):
+        call = wrapper.call
+
+        def folding_call(inputs, training=None, mask=None):
+            if mask is not None:
+                return call(inputs, training=training, mask=mask)
+            shape = tf.shape(inputs)
+            outputs = wrapper.layer(
+                tf.reshape(inputs, (-1,) + tuple(inputs.shape[2:])),
+                training=training,
+            )
+            return tf.reshape(
+                outputs,
+                tf.concat([shape[:2], tf.shape(outputs)[1:]], axis=0),
+            )
+
+        return folding_call
+
+    for wrapper in wrappers:
+        # As `RecurrentStates` does: `Layer.__call__` looks `call` up at
+        # every call, so the wrapper's own machinery runs around it.
+        object.__setattr__(wrapper, "call", folded_call(wrapper))
+    try:
+        yield
+    finally:
+        for wrapper in wrappers:
+            object.__delattr__(wrapper, "call")
 
 
 def _check_scale(scale):
@@ -302,7 +350,9 @@ def export(
             return {f"outputs_{k + 1}": o for k, o in enumerate(outputs)}
 
         archive.add_endpoint("predict", predict, input_signature=[frames_spec])
-    archive.write_out(path, verbose=False)
+    # The endpoints are traced when written.
+    with _time_distributed_over_time(model):
+        archive.write_out(path, verbose=False)
     return path
 
 

@@ -1,134 +1,307 @@
 import importlib
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from keras.src import testing
 
-from keras_cbm import models
+from keras_cbm.layers import ConvCBM2D
 from keras_cbm.layers import FrameAggregation
+from keras_cbm.models import RecurrentStates
 from keras_cbm.serving import export
 from keras_cbm.training import CoherenceModel
+from tests.serving import models
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="serving needs the TensorFlow backend",
 )
 
-FRAME_SHAPE = (16, 16, 3)
-CLIENT = os.path.join(os.path.dirname(__file__), "serve.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+CLIENT = os.path.join(ROOT, "tests", "serving", "serve.py")
+SCALE = np.float32(1 / 255)
+AGGREGATIONS = {
+    "sequential": "mean",
+    "functional": "vote",
+    "cell": "last",
+    "standalone": "mean",
+}
 
 
-def classifier(cell="cbm", seed=0):
-    keras.utils.set_random_seed(seed)
-    model = models.standalone_classifier(
-        3,
-        frame_shape=FRAME_SHAPE,
-        stage_filters=(4,),
-        blocks_per_stage=1,
-        cell=cell,
-    )
-    # Moving statistics away from their initial values, so that the
-    # comparison sees the inference-mode normalisation.
-    for weight in model.non_trainable_weights:
-        weight.assign(np.random.uniform(0.5, 1.5, weight.shape))
-    return model
-
-
-def videos(count=2, frames=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (count, frames) + FRAME_SHAPE, "uint8")
-
-
-def serve(path, video, work_dir):
-    """Runs the client in a fresh process away from the repository."""
-    video_path = os.path.join(work_dir, "videos.npy")
-    output_path = os.path.join(work_dir, "served.npz")
-    np.save(video_path, video)
+def serve(work_dir, jobs):
+    """Serves `jobs` (name: (SavedModel path, uint8 videos, errors)) in one
+    fresh process away from the repository; returns name: its outputs."""
+    entries = []
+    for name, (path, videos, errors) in jobs.items():
+        videos_path = os.path.join(work_dir, f"{name}_videos.npy")
+        np.save(videos_path, videos)
+        entries.append(
+            {
+                "path": path,
+                "videos": videos_path,
+                "output": os.path.join(work_dir, f"{name}_served.npz"),
+                "errors": errors,
+            }
+        )
+    jobs_path = os.path.join(work_dir, "jobs.json")
+    with open(jobs_path, "w") as file:
+        json.dump(entries, file)
     subprocess.run(
-        [sys.executable, CLIENT, path, video_path, output_path],
+        [sys.executable, CLIENT, jobs_path],
         cwd=work_dir,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
         check=True,
         timeout=300,
     )
-    return np.load(output_path)
+    return {
+        name: dict(np.load(entry["output"]))
+        for name, entry in zip(jobs, entries, strict=True)
+    }
+
+
+def state_layer_names(model):
+    """The recurrent layer of every state, in `RecurrentStates` order."""
+    run = RecurrentStates(model)
+    _, states = run(keras.ops.zeros((1, 1) + models.FRAME_SHAPE))
+    return [
+        layer.name
+        for layer, layer_states in zip(run.layers, states, strict=True)
+        for _ in layer_states
+    ]
+
+
+def one_clip(frames):
+    """The clip inputs of a `CoherenceModel`: one clip per video, all of
+    it."""
+    batch, time = frames.shape[:2]
+    alignment = np.broadcast_to(
+        np.arange(time, dtype="int32"), (batch, 1, time)
+    )
+    return {"clips": frames[:, None], "alignment": alignment}
 
 
 class ExportTest(testing.TestCase):
     @pytest.mark.slow
-    def test_fresh_process_serves_both_signatures(self):
-        for cell, aggregation in (("cbm", "mean"), ("convlstm", "last")):
-            model = classifier(cell)
-            video = videos()
+    def test_fresh_process_serves_every_model(self):
+        work_dir = self.get_temp_dir()
+        built, jobs = {}, {}
+        for kind, aggregation in AGGREGATIONS.items():
+            model = models.build(kind)
             path = export(
                 model,
-                os.path.join(self.get_temp_dir(), cell),
+                os.path.join(work_dir, kind),
                 aggregation=aggregation,
+                frame_shape=models.FRAME_SHAPE if kind == "cell" else None,
             )
-            served = serve(path, video, self.get_temp_dir())
+            built[kind] = model
+            jobs[kind] = (path, models.videos(), kind == "functional")
+        predictor = models.build("predictor")
+        jobs["predictor"] = (
+            export(predictor, os.path.join(work_dir, "predictor")),
+            models.videos(frames=3),
+            False,
+        )
+        served = serve(work_dir, jobs)
 
-            self.assertFalse(served["imported_keras_cbm"])
+        for kind, model in built.items():
+            outputs = served[kind]
+            self.assertFalse(outputs["imported_keras_cbm"], msg=kind)
             # As the signatures scale: `scale` in float32, then a product.
-            frames = model(video.astype("float32") * np.float32(1 / 255))
-            probabilities = keras.ops.softmax(frames, axis=-1)
+            frames = jobs[kind][1].astype("float32") * SCALE
+            probabilities = keras.ops.softmax(
+                model(frames, training=False), axis=-1
+            )
+            video = FrameAggregation(AGGREGATIONS[kind])(probabilities)
             self.assertAllClose(
-                served["video_probabilities"],
-                FrameAggregation(aggregation)(probabilities),
+                outputs["video_probabilities"], video, atol=1e-5, msg=kind
+            )
+            self.assertAllClose(
+                outputs["frame_probabilities"],
+                probabilities,
                 atol=1e-5,
+                msg=kind,
             )
-            self.assertAllClose(
-                served["frame_probabilities"], probabilities, atol=1e-5
+            layers = state_layer_names(model)
+            self.assertEqual(list(outputs["state_layers"]), layers)
+            self.assertEqual(
+                sorted(outputs["state_names"]),
+                sorted(f"state_{k + 1}" for k in range(len(layers))),
             )
-            # Bad inputs were refused, naming the spec, and then served.
-            self.assertAllClose(
-                served["after_errors"], served["video_probabilities"]
-            )
-            self.assertErrors(served)
+        # One quantity: `classify` is `CoherenceModel`'s "probabilities"
+        # for one clip covering the video.
+        frames = jobs["standalone"][1].astype("float32") * SCALE
+        self.assertAllClose(
+            served["standalone"]["video_probabilities"],
+            CoherenceModel(built["standalone"]).predict(
+                one_clip(frames), verbose=0
+            )["probabilities"],
+            atol=1e-5,
+        )
+        frames = jobs["predictor"][1].astype("float32") * SCALE
+        self.assertFalse(served["predictor"]["imported_keras_cbm"])
+        self.assertAllClose(
+            served["predictor"]["outputs"],
+            predictor(frames, training=False),
+            atol=1e-5,
+        )
+        functional = served["functional"]
+        self.assertRefusals(functional, len(functional["state_names"]))
 
-    def assertErrors(self, served):
+    def assertRefusals(self, served, count):
+        """The refusals of `serve.py`'s bad inputs name the input, what it
+        must be and what it was; then the server still serves."""
+        last = f"state_{count}"
         expected = {
-            "classify_size": "to TensorSpec(shape=(None, None, 16, 16, 3), "
-            "dtype=tf.uint8, name='frames')",
-            "classify_dtype": "expected to be a uint8 tensor but is a float",
-            "step_size": "to TensorSpec(shape=(None, 16, 16, 3), "
-            "dtype=tf.uint8, name='frame')",
-            "step_dtype": "expected to be a uint8 tensor but is a float",
-            "step_fewer_states": "missing a required argument: 'state_",
-            "step_more_states": "unexpected keyword argument 'state_99'",
+            "classify_numpy_size": [
+                "Can not cast TensorSpec(shape=(2, 32, 15, 16, 3), "
+                "dtype=tf.uint8, name='frames') to TensorSpec(shape=(None, "
+                "None, 16, 16, 3), dtype=tf.uint8, name='frames')",
+                # NumPy's summary, not the whole array.
+                "...",
+            ],
+            "classify_tensor_size": [
+                "Shape of tensor frames [2,32,15,16,3] is not compatible "
+                "with expected shape [?,?,16,16,3]"
+            ],
+            "classify_tensor_rank": [
+                "Shape of tensor frames [32,16,16,3] is not compatible with "
+                "expected shape [?,?,16,16,3]"
+            ],
+            "classify_tensor_dtype": [
+                "input #0(zero-based) was expected to be a uint8 tensor but "
+                "is a float tensor"
+            ],
+            "classify_empty": ["`frames` must hold at least one frame"],
+            "step_numpy_size": [
+                "to TensorSpec(shape=(None, 16, 16, 3), dtype=tf.uint8, "
+                "name='frame')"
+            ],
+            "step_tensor_size": [
+                "Shape of tensor frame [2,15,16,3] is not compatible with "
+                "expected shape [?,16,16,3]"
+            ],
+            "step_tensor_dtype": [
+                "input #0(zero-based) was expected to be a uint8 tensor but "
+                "is a float tensor"
+            ],
+            "step_state_size": [
+                f"Shape of tensor {last} [2,3] is not compatible with "
+                "expected shape [?,4]"
+            ],
+            "step_state_dtype": [
+                f"input #{count}(zero-based) was expected to be a float "
+                "tensor but is a double tensor"
+            ],
+            "step_batch": [f"`{last}` must have the batch size of `frame`"],
+            "step_fewer_states": [f"missing a required argument: '{last}'"],
+            "step_more_states": ["unexpected keyword argument 'state_99'"],
         }
-        for name, text in expected.items():
+        for name, texts in expected.items():
             message = str(served[f"error_{name}"])
-            self.assertIn(text, message, msg=name)
+            for text in texts:
+                self.assertIn(text, message, msg=name)
+        self.assertAllClose(
+            served["after_errors"], served["video_probabilities"]
+        )
 
     def test_coherence_model_defaults(self):
-        model = classifier()
+        model = models.build("sequential")
         trainer = CoherenceModel(model, aggregation="vote", from_logits=False)
         path = export(trainer, os.path.join(self.get_temp_dir(), "vote"))
-        video = videos(count=1, frames=4)
+        video = models.videos(count=1, frames=4)
         served = tf.saved_model.load(path)
         outputs = served.signatures["classify"](frames=video)
-        expected = FrameAggregation("vote")(
-            model(video.astype("float32") * np.float32(1 / 255))
-        )
+        expected = FrameAggregation("vote")(model(video * SCALE))
         self.assertAllClose(outputs["probabilities"], expected, atol=1e-6)
+
+    def test_scale(self):
+        # `scale` differs from the default, so that ignoring it (or using
+        # the default instead) changes the probabilities.
+        model = models.build("sequential")
+        video = models.videos(count=1, frames=4)
+        scale = 1 / 64
+        path = export(model, self.get_temp_dir(), scale=scale)
+        served = tf.saved_model.load(path)
+        probabilities = served.signatures["classify"](frames=video)
+        expected = FrameAggregation("mean")(
+            keras.ops.softmax(model(video * np.float32(scale)), axis=-1)
+        )
+        self.assertAllClose(probabilities["probabilities"], expected, atol=1e-6)
+
+    @pytest.mark.slow
+    def test_trained_under_jax_serves_the_same(self):
+        work_dir = self.get_temp_dir()
+        subprocess.run(
+            [sys.executable, "-m", "tests.serving.jax_train", work_dir],
+            cwd=ROOT,
+            env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3"),
+            check=True,
+            timeout=300,
+        )
+        trainer = keras.saving.load_model(os.path.join(work_dir, "model.keras"))
+        self.assertIsInstance(trainer, CoherenceModel)
+        path = export(trainer, os.path.join(work_dir, "served"))
+        jax = np.load(os.path.join(work_dir, "predictions.npz"))
+        served = serve(work_dir, {"jax": (path, jax["videos"], False)})["jax"]
+        # "last", the trainer's aggregation, is the export's default.
+        self.assertAllClose(
+            served["video_probabilities"], jax["probabilities"], atol=1e-5
+        )
+        self.assertAllClose(
+            served["frame_probabilities"],
+            keras.ops.softmax(jax["outputs"], axis=-1),
+            atol=1e-5,
+        )
 
     def test_bad_arguments(self):
         path = self.get_temp_dir()
+        model = models.build("sequential")
         with self.assertRaisesRegex(ValueError, "aggregation='max'"):
-            export(classifier(), path, aggregation="max")
+            export(model, path, aggregation="max")
         with self.assertRaisesRegex(ValueError, "scale=0"):
-            export(classifier(), path, scale=0)
-        with self.assertRaisesRegex(ValueError, "`model` must be"):
-            export(keras.Sequential([keras.layers.Dense(2)]), path)
+            export(model, path, scale=0)
+        with self.assertRaisesRegex(ValueError, "`model` must be a Keras"):
+            export(ConvCBM2D(4, 3), path)
+        with self.assertRaisesRegex(ValueError, r"frame_shape=\(8, 8, 3\)"):
+            export(model, path, frame_shape=(8, 8, 3))
+        with self.assertRaisesRegex(ValueError, "`frame_shape` must be given"):
+            export(models.CellModel(), path)
         frames = keras.Input((None, None, None, 3))
         dynamic = keras.Model(frames, keras.layers.Dense(2)(frames[:, :, 0, 0]))
-        with self.assertRaisesRegex(ValueError, "`model` must"):
+        with self.assertRaisesRegex(ValueError, "static shape"):
             export(dynamic, path)
+        fixed = keras.Sequential(
+            [
+                keras.Input((4, 8)),
+                keras.layers.LSTM(2, return_sequences=True),
+            ]
+        )
+        with self.assertRaisesRegex(ValueError, "a model of 4 frames"):
+            export(fixed, path)
+
+    def test_refuses_what_cannot_step_naming_the_layer(self):
+        for layer in (
+            keras.layers.Bidirectional(
+                keras.layers.LSTM(2, return_sequences=True), name="both_ways"
+            ),
+            keras.layers.GRU(
+                2, return_sequences=True, go_backwards=True, name="both_ways"
+            ),
+        ):
+            model = keras.Sequential([keras.Input((None, 8)), layer])
+            with self.assertRaisesRegex(
+                ValueError, "layer 'both_ways'.*later frames change earlier"
+            ):
+                export(model, self.get_temp_dir())
 
     def test_docstring_examples_run(self):
         import doctest
@@ -139,3 +312,116 @@ class ExportTest(testing.TestCase):
         )
         self.assertGreater(tried, 0)
         self.assertEqual(failures, 0)
+
+
+class ServingInputsTest(testing.TestCase):
+    """Any input a client sends, as NumPy or tensors: the right ones are
+    served, the wrong ones refused naming the input."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.path = os.path.join(tempfile.mkdtemp(), "functional")
+        model = models.build("functional")
+        export(model, cls.path)
+        cls.served = tf.saved_model.load(cls.path)
+        cls.step = cls.served.signatures["step"]
+        cls.specs = cls.step.structured_input_signature[1]
+
+    @settings(derandomize=True, max_examples=40, deadline=None)
+    @given(
+        as_tensor=st.booleans(),
+        batch=st.integers(1, 3),
+        fault=st.sampled_from(
+            ["none", "size", "rank", "dtype", "batch", "missing", "extra"]
+        ),
+        target=st.sampled_from(["frame", "state_1", "state_3", "state_4"]),
+        axis=st.integers(1, 3),
+        dtype=st.sampled_from(["float32", "int32", "float64", "uint8"]),
+    )
+    def test_step_inputs(self, as_tensor, batch, fault, target, axis, dtype):
+        rng = np.random.default_rng(0)
+        inputs = {
+            name: rng.integers(0, 256, (batch, *spec.shape[1:])).astype(
+                spec.dtype.as_numpy_dtype
+            )
+            for name, spec in self.specs.items()
+        }
+        spec = self.specs[target]
+        value = inputs[target]
+        axis = min(axis, len(spec.shape) - 1)
+        if fault == "size":
+            shape = list(value.shape)
+            shape[axis] += 1
+            inputs[target] = np.resize(value, shape)
+        elif fault == "rank":
+            inputs[target] = value[..., None]
+        elif fault == "dtype":
+            inputs[target] = value.astype(dtype)
+        elif fault == "batch" and target != "frame":
+            inputs[target] = value[:-1] if batch > 1 else value.repeat(2, 0)
+        elif fault == "missing" and target != "frame":
+            del inputs[target]
+        elif fault == "extra":
+            inputs["state_99"] = value
+        else:
+            fault = "none"
+        if as_tensor:
+            inputs = {name: tf.constant(v) for name, v in inputs.items()}
+
+        refused = fault in ("size", "rank", "batch", "missing", "extra") or (
+            fault == "dtype" and as_tensor and dtype != spec.dtype.name
+        )
+        if not refused:
+            # NumPy arrays are cast to the spec's dtype on binding.
+            outputs = self.step(**inputs)
+            self.assertEqual(outputs["probabilities"].shape, (batch, 3))
+            self.assertAllClose(
+                tf.reduce_sum(outputs["probabilities"], -1), np.ones(batch)
+            )
+            return
+        try:
+            self.step(**inputs)
+        except (TypeError, tf.errors.InvalidArgumentError) as error:
+            message = str(error)
+        else:
+            self.fail(f"{fault} of {target} was served")
+        self.assertRefusalNames(message, fault, target, spec, list(self.specs))
+        # The server still serves.
+        zeros = {
+            name: tf.zeros((1, *spec.shape[1:]), spec.dtype)
+            for name, spec in self.specs.items()
+        }
+        self.assertEqual(self.step(**zeros)["probabilities"].shape, (1, 3))
+
+    def assertRefusalNames(self, message, fault, target, spec, names):
+        if fault == "missing":
+            self.assertIn(f"missing a required argument: '{target}'", message)
+        elif fault == "extra":
+            self.assertIn("unexpected keyword argument 'state_99'", message)
+        elif fault == "batch":
+            self.assertIn(f"`{target}` must have the batch size of", message)
+        elif fault == "dtype":
+            # All tensors reach TensorFlow's executor, which names the input
+            # by its position (frame, state_1, ..., state_N).
+            position = ["frame"] + sorted(
+                (n for n in names if n != "frame"),
+                key=lambda n: int(n.split("_")[1]),
+            )
+            self.assertIn(
+                f"input #{position.index(target)}(zero-based) was expected "
+                f"to be a {spec.dtype.name.replace('32', '')}",
+                message,
+            )
+        else:
+            expected = ",".join(
+                "?" if d is None else str(d) for d in spec.shape
+            )
+            self.assertTrue(
+                f"Shape of tensor {target} " in message
+                and f"expected shape [{expected}]" in message
+                or f"to TensorSpec(shape={tuple(spec.shape)}, "
+                f"dtype=tf.{spec.dtype.name}, name='{target}')"
+                in message,
+                msg=message[:500],
+            )

@@ -1,5 +1,5 @@
-"""Serving: a deep CBM classifier as a TensorFlow SavedModel that classifies
-whole videos and follows live videos frame by frame.
+"""Serving: any Keras video model as a TensorFlow SavedModel; a per-frame
+classifier classifies whole videos and follows live videos frame by frame.
 
 This subpackage needs the TensorFlow backend.
 """

@@ -227,14 +227,17 @@ def export(
     model's output as `model.predict` gives it (a dict output keeps its
     keys).
 
-    Inputs that do not match a signature (frame size, rank or dtype of a
-    tensor, a state's shape, missing or unknown states) are refused by
-    TensorFlow's binding with the input's name, its expected `TensorSpec`
-    and the received one, before anything runs; states whose batch size
+    Inputs that do not match a signature are refused, naming the input,
+    what it must be and what it was, and the server keeps serving: with a
+    NumPy array among the inputs, TensorFlow's binding refuses a wrong
+    shape, rank or state count before anything runs (with the
+    `TensorSpec`s); with tensors only, the binding lets any shape through,
+    so every input is checked at the start of the graph (`EnsureShape`), and
+    TensorFlow refuses a tensor's dtype by its position (`frame` or
+    `frames` is input #0, then `state_1`, ...). States whose batch size
     differs from the frame's are refused in the graph, naming the state.
-    The server keeps serving. NumPy arrays are cast to the signature's
-    dtype by the binding (a float frame to uint8): send tensors to have
-    the dtype checked.
+    NumPy arrays are cast to the signature's dtype by the binding (a float
+    frame to uint8): send tensors to have the dtype checked.
 
     Client of a per-frame classifier (TensorFlow only; `video` a uint8
     array `(time, *frame_shape)`):

@@ -172,8 +172,8 @@ def _step_mask(mask, sequences, layer):
 
 @contextlib.contextmanager
 def _handing_over(layer, handed_state, handed_mask, final_states):
-    """While active, `layer` starts from `handed_state` (when given), takes
-    `handed_mask` (when it gets no mask of its own) and puts its final
+    """While active, `layer` starts from `handed_state` and takes
+    `handed_mask` (each when given) and puts its final
     states in `final_states[id(layer)]`; it returns what it returned before."""
     call = layer.call
 
@@ -182,7 +182,10 @@ def _handing_over(layer, handed_state, handed_mask, final_states):
     ):
         if handed_state is not None:
             initial_state = handed_state
-        if mask is None and handed_mask is not None:
+        if handed_mask is not None:
+            # The handed mask is the sequence's: a mask Keras propagated
+            # would say the same, or, on JAX, may be a stale one (Keras
+            # keys masks of JAX arrays by `id`, which traced arrays reuse).
             mask = _step_mask(handed_mask, sequences, layer)
         returns_state = layer.return_state
         layer.return_state = True

@@ -36,4 +36,9 @@ def fixed_clips(batch_size=2, clips=3, min_length=4, max_length=8, **kw):
     dataset = data.overlapping_clips(
         videos(**kw), clips, min_length, max_length, seed=0
     )
-    return dataset.cache().batch(batch_size)
+    # Materialised: a cache is kept only after a whole pass, and Keras may
+    # read a first batch alone (to build) before its epoch starts.
+    elements = list(dataset.as_numpy_iterator())
+    return tf.data.Dataset.from_tensor_slices(
+        keras.tree.map_structure(lambda *e: np.stack(e), *elements)
+    ).batch(batch_size)

@@ -19,7 +19,9 @@ class ConvCBM3D(ConvCBM):
     Call arguments:
         sequences: A 6D tensor.
         initial_state: Optional list with one state tensor `c_0`.
-        mask: Optional boolean tensor `(batch, time)`.
+        mask: Optional boolean tensor `(batch, time)`, or `(batch, time,
+            *spatial)` as `keras.layers.Masking` gives it (a step counts
+            where any of its positions does).
         training: Python boolean, whether dropout and Temporal Dropout apply.
 
     Input shape:

@@ -46,7 +46,11 @@ def open_video(path):
     if not container.streams.video:
         container.close()
         raise VideoFileError(path, "it has no video stream")
-    return container, container.streams.video[0]
+    stream = container.streams.video[0]
+    # tf.data decodes videos in parallel; FFmpeg's own threads cost more
+    # than they save on small frames (10 vs 16 microseconds a 32x32 frame).
+    stream.codec_context.thread_count = 1
+    return container, stream
 
 
 def count_frames(path):

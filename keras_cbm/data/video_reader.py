@@ -86,14 +86,17 @@ def read_frames(path, indices, color_mode="rgb"):
             f"{len(timestamps)}",
         )
     wanted = timestamps[indices]
+    keyframe, seek = keyframes_before(keyframes, wanted)
+    # A new run starts at wanted frame i when its keyframe lies more than
+    # SEEK_AFTER_FRAMES frames after wanted frame i - 1.
+    gaps = np.searchsorted(timestamps, keyframe[1:]) - indices[:-1]
+    starts_run = np.concatenate([[True], gaps > SEEK_AFTER_FRAMES])
     frames = FrameConverter(color_mode)
     container, stream = open_video(path)
     with container:
         try:
             while len(frames.arrays) < len(wanted):
-                decode_run(
-                    container, stream, wanted, timestamps, keyframes, frames
-                )
+                decode_run(container, stream, wanted, seek, starts_run, frames)
         except av.FFmpegError as error:
             raise VideoFileError(path, error) from error
         except LookupError as error:
@@ -101,17 +104,16 @@ def read_frames(path, indices, color_mode="rgb"):
     return frames.stack()
 
 
-def decode_run(container, stream, wanted, timestamps, keyframes, frames):
-    """Seeks before the next wanted frame and decodes wanted frames into
-    `frames` until all are decoded or the next one lies past a keyframe
-    more than `SEEK_AFTER_FRAMES` frames ahead.
+def decode_run(container, stream, wanted, seek, starts_run, frames):
+    """Seeks to `seek` of the next wanted frame, then decodes wanted frames
+    into `frames` until all are decoded or the next one starts a run.
 
     Raises:
         LookupError: when a wanted frame is not decoded.
     """
     target = wanted[len(frames.arrays)]
     container.seek(
-        int(keyframe_before(keyframes, target)[1]),
+        int(seek[len(frames.arrays)]),
         stream=stream,
         backward=True,
         any_frame=False,
@@ -123,25 +125,25 @@ def decode_run(container, stream, wanted, timestamps, keyframes, frames):
         if frame.pts > target:
             raise LookupError(f"the frame at timestamp {target} is missing")
         frames.append(frame)
-        if len(frames.arrays) == len(wanted):
-            return
-        next_keyframe = keyframe_before(keyframes, wanted[len(frames.arrays)])
-        skipped = np.searchsorted(
-            timestamps, next_keyframe[0]
-        ) - np.searchsorted(timestamps, frame.pts)
-        if skipped > SEEK_AFTER_FRAMES:
+        done = len(frames.arrays)
+        if done == len(wanted) or starts_run[done]:
             return
     raise LookupError(f"it ends before the frame at timestamp {target}")
 
 
-def keyframe_before(keyframes, timestamp):
-    """The `(presentation, seek)` timestamps of the last keyframe shown at
-    or before `timestamp` (`timestamp` twice where none is).
+def keyframes_before(keyframes, timestamps):
+    """For each timestamp, the presentation and seek timestamps of the last
+    keyframe shown at or before it (the timestamp itself where none is).
 
     A frame shown before its keyframe (an open GOP's leading B-frame)
     may need the GOP before: choosing by presentation time seeks there."""
-    position = np.searchsorted(keyframes[:, 0], timestamp, side="right")
-    return keyframes[position - 1] if position else (timestamp, timestamp)
+    position = np.searchsorted(keyframes[:, 0], timestamps, side="right") - 1
+    found = position >= 0
+    chosen = keyframes[np.maximum(position, 0)]
+    return (
+        np.where(found, chosen[:, 0], timestamps),
+        np.where(found, chosen[:, 1], timestamps),
+    )
 
 
 class FrameConverter:

@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-MODULES = ["motion_order", "moving_digits", "pipelines"]
+MODULES = ["export_videos", "motion_order", "moving_digits", "pipelines"]
 
 
 @pytest.mark.parametrize("name", MODULES)

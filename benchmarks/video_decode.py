@@ -1,0 +1,269 @@
+"""Video files into the main job: clip-level decoding speed against the
+training step, and the pipeline's memory for 1- and 30-minute videos.
+
+What it prints, side by side in one run:
+
+- `decoding`: clips per second out of `keras_cbm.data.
+  video_clips_from_directory` (the main job's clip settings: 4 clips of
+  12-24 steps, a step every 4 frames, 32x32 grayscale), read alone from a
+  folder of the 1-minute video;
+- `training`: clips per second through `train_on_batch` of the main job's
+  trainer (`examples/action_recognition.py`'s model, optimizer and batch
+  size, at its default flags) on batches of those clips held in memory;
+- memory: for each video length and each way of reading it (clip-level:
+  `video_clips_from_directory`; whole video: `video_dataset_from_directory`
+  then `overlapping_clips`), in a fresh process, the peak resident memory
+  while the pipeline yields `--batches` batches above the resident
+  memory before it started (sampled every millisecond, as in
+  `benchmarks/clip_memory.py`), for the main job's pipeline: batches of
+  16 videos' clips, prefetched.
+
+Targets: decoding at least 10x faster than the step consumes clips; the
+clip-level memory grows at most 1.2x from 1 to 30 minutes while the
+whole-video memory grows with the length.
+
+The videos (32x32 H.264 at 25 fps, a keyframe every `--gop` frames,
+frames that change every frame) are written once into `--cache`.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/video_decode.py   # ~3 min
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+# Run from a checkout without installing the package; the main job's
+# trainer comes from the example itself.
+sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
+
+from clip_memory import resident_bytes  # noqa: E402
+
+DECODE_TARGET = 10.0
+MEMORY_TARGET = 1.2
+FPS = 25
+SIZE = 32
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--minutes", type=float, nargs=2, default=[1, 30], help="lengths"
+    )
+    parser.add_argument("--gop", type=int, default=50, help="keyframe gap")
+    parser.add_argument(
+        "--clip-batches", type=int, default=8, help="batches decoded"
+    )
+    parser.add_argument("--steps", type=int, default=5, help="steps timed")
+    parser.add_argument(
+        "--batches", type=int, default=2, help="batches per memory run"
+    )
+    parser.add_argument(
+        "--cache",
+        default=str(ROOT / "outputs" / "video_decode"),
+        help="where the generated videos are kept",
+    )
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def video_folder(args, minutes):
+    """A class folder holding one generated video of `minutes`; written on
+    the first call."""
+    import numpy as np
+
+    from keras_cbm.datasets.export_videos import write_video
+
+    folder = os.path.join(args.cache, f"{minutes:g}min_gop{args.gop}")
+    path = os.path.join(folder, "video", "video.mp4")
+    if not os.path.exists(path):
+        num_frames = int(minutes * 60 * FPS)
+        # A bright square moves one pixel a frame: every frame differs.
+        position = np.arange(num_frames)
+        frames = np.zeros((num_frames, SIZE, SIZE, 1), "uint8")
+        for offset in range(4):
+            frames[
+                position, (position // SIZE + offset) % SIZE, position % SIZE
+            ] = 255
+        write_video(
+            path + ".part.mp4",
+            frames,
+            FPS,
+            options={"g": str(args.gop), "crf": "17"},
+        )
+        os.replace(path + ".part.mp4", path)
+    return folder
+
+
+def clip_settings():
+    """The main job's default flags, and its clip arguments."""
+    from action_recognition import parse_args as main_job_args
+
+    flags = main_job_args([])
+    return flags, {
+        "clips_per_video": flags.clips_per_video,
+        "min_length": flags.min_length,
+        "max_length": flags.max_length,
+        "min_overlap": flags.min_overlap,
+        "frame_stride": flags.frame_stride,
+    }
+
+
+def clip_dataset(folder, seed=0):
+    """The clip-level pipeline of the main job's `--videos`, repeated."""
+    from keras_cbm import data
+
+    _, clips = clip_settings()
+    return data.video_clips_from_directory(
+        folder,
+        **clips,
+        color_mode="grayscale",
+        frame_size=(SIZE, SIZE),
+        seed=seed,
+    ).repeat()
+
+
+def speeds(args):
+    """`(decoded clips/s, trained clips/s)`."""
+    import tensorflow as tf
+    from action_recognition import build_trainer
+
+    flags, clips = clip_settings()
+    batches = clip_dataset(video_folder(args, args.minutes[0]))
+    batches = batches.batch(flags.batch_size).prefetch(tf.data.AUTOTUNE)
+    iterator = iter(batches)
+    next(iterator)  # Indexes the file and warms the pipeline up.
+    start = time.perf_counter()
+    held = [next(iterator) for _ in range(args.clip_batches)]
+    decoding = (
+        args.clip_batches
+        * flags.batch_size
+        * clips["clips_per_video"]
+        / (time.perf_counter() - start)
+    )
+
+    trainer = build_trainer(flags, 12, (SIZE, SIZE, 1), steps=1000)
+    held = [
+        ({k: v for k, v in inputs.items() if k != "video_id"}, label)
+        for inputs, label in held
+    ]
+    trainer.train_on_batch(*held[0])  # Traces the step.
+    start = time.perf_counter()
+    for step in range(args.steps):
+        trainer.train_on_batch(*held[step % len(held)])
+    training = (
+        args.steps
+        * flags.batch_size
+        * clips["clips_per_video"]
+        / (time.perf_counter() - start)
+    )
+    return decoding, training
+
+
+def worker(mode, minutes, args):
+    """One memory configuration: prints `{"peak": bytes}`, the peak
+    resident memory while the main job's pipeline (batched, prefetched)
+    yields `--batches` batches, above the memory before it started."""
+    import tensorflow as tf
+
+    from keras_cbm import data
+
+    flags, clips = clip_settings()
+    folder = video_folder(args, minutes)
+    if mode == "clips":
+        dataset = clip_dataset(folder)
+    else:
+        videos = data.video_dataset_from_directory(
+            folder, color_mode="grayscale", frame_size=(SIZE, SIZE)
+        )
+        dataset = data.overlapping_clips(videos.repeat(), **clips, seed=0)
+    dataset = dataset.batch(flags.batch_size).prefetch(tf.data.AUTOTUNE)
+    before = resident_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    iterator = iter(dataset)
+    for _ in range(args.batches):
+        next(iterator)
+    done.set()
+    sampler.join()
+    print(json.dumps({"peak": max(peak[0], resident_bytes()) - before}))
+
+
+def measure(mode, minutes):
+    """Runs `worker` in a fresh process."""
+    command = [sys.executable, __file__, "--worker", mode, str(minutes)]
+    command += sys.argv[1:]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    output = subprocess.run(
+        command, env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak"]
+
+
+def main():
+    args = parse_args()
+    if args.worker:
+        worker(args.worker[0], float(args.worker[1]), args)
+        return
+    for minutes in args.minutes:
+        video_folder(args, minutes)  # Written once, before any timing.
+    flags, clips = clip_settings()
+    decoding, training = speeds(args)
+    ratio = decoding / training
+    print(
+        f"{SIZE}x{SIZE} H.264 at {FPS} fps, a keyframe every {args.gop} "
+        f"frames; the main job's clips: {clips['clips_per_video']} of "
+        f"{clips['min_length']}-{clips['max_length']} steps x "
+        f"{clips['frame_stride']} frames, batches of {flags.batch_size} "
+        "videos"
+    )
+    print(
+        f"clip-level decoding {decoding:8.1f} clips/s | training step "
+        f"{training:6.1f} clips/s | ratio {ratio:.1f}x (target >= "
+        f"{DECODE_TARGET:g}x): {'PASS' if ratio >= DECODE_TARGET else 'MISS'}"
+    )
+    mib = 2.0**20
+    peaks = {
+        (mode, minutes): measure(mode, minutes)
+        for minutes in args.minutes
+        for mode in ("clips", "whole")
+    }
+    print(f"{'video':>8} | {'clip-level peak':>15} | {'whole-video peak':>16}")
+    for minutes in args.minutes:
+        print(
+            f"{minutes:>6g} min | {peaks['clips', minutes] / mib:11.1f} MiB "
+            f"| {peaks['whole', minutes] / mib:12.1f} MiB"
+        )
+    short, long = args.minutes
+    growth = {
+        mode: peaks[mode, long] / peaks[mode, short]
+        for mode in ("clips", "whole")
+    }
+    print(
+        f"{long:g} vs {short:g} min: clip-level {growth['clips']:.2f}x "
+        f"(target <= {MEMORY_TARGET}x: "
+        f"{'PASS' if growth['clips'] <= MEMORY_TARGET else 'MISS'}), "
+        f"whole video {growth['whole']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -134,7 +134,7 @@ def masks(draw, batch, steps, layout):
     )
 
 
-@settings(max_examples=14, **SETTINGS)
+@settings(max_examples=10, **SETTINGS)
 @given(
     data=st.data(),
     geometry=geometries(),
@@ -260,7 +260,7 @@ def predict_chunk(model, x):
     return model.predict(x, verbose=0)
 
 
-@settings(max_examples=6, **SETTINGS)
+@settings(max_examples=5, **SETTINGS)
 @given(
     geometry=geometries(),
     merge=st.sampled_from(["multiply", "add", "concat"]),

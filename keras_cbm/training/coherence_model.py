@@ -52,11 +52,11 @@ class CoherenceModel(keras.Model):
     The overlap coherence training scheme: each batch holds `K` clips per
     video (from `keras_cbm.data.overlapping_clips`); the wrapped model runs
     on every clip, the compiled loss applies to every real frame of every
-    clip (the video label repeated per frame, a mean over real frames as
-    for a Keras mask), and `coherence_weight` times the overlap coherence
-    loss (`keras_cbm.losses.OverlapCoherence` on the per-frame
-    probabilities) ties the clips of a video together. Memory is bounded by
-    the clip length, not the video length.
+    clip (the video label repeated per frame; the mean over each video's
+    real frames, averaged over videos), and `coherence_weight` times the
+    overlap coherence loss (`keras_cbm.losses.OverlapCoherence` on the
+    per-frame probabilities) ties the clips of a video together. Memory is
+    bounded by the clip length, not the video length.
 
     `model` is any Keras model of frames `(batch, time, *frame_shape)` to
     per-frame predictions `(batch, time, classes)`: `Sequential`,
@@ -284,12 +284,14 @@ class CoherenceModel(keras.Model):
         return task + ops.cast(self.coherence_weight, task.dtype) * coherence
 
     def _frame_weights(self, alignment, sample_weight):
-        """Weights that make the loss a mean over real frames (as a Keras
-        mask does), times each video's `sample_weight`."""
+        """Weights that make the loss the mean over videos of the mean over
+        each video's real frames (every video counts equally, whatever its
+        clips' lengths, and replicas reduce exactly), times each video's
+        `sample_weight`."""
         real = ops.cast(alignment >= 0, self.compute_dtype)
-        weights = real * ops.divide_no_nan(
-            ops.cast(ops.size(real), real.dtype), ops.sum(real)
-        )
+        frames = ops.cast(ops.size(real[0]), real.dtype)
+        real_per_video = ops.sum(real, axis=(1, 2), keepdims=True)
+        weights = real * ops.divide_no_nan(frames, real_per_video)
         if sample_weight is not None:
             weights = weights * _per_frame(
                 ops.cast(sample_weight, weights.dtype), alignment

@@ -94,7 +94,7 @@ class CBMHyperModelTest(testing.TestCase):
         best = tuner.get_best_models(1)[0]
         inputs, _ = next(iter(validation))
         predictions = best.predict(inputs, verbose=0)
-        self.assertEqual(predictions.shape, (2, 2))
+        self.assertEqual(predictions["probabilities"].shape, (2, 2))
         self.assertAllClose(
             best.evaluate(validation, verbose=0)[0],
             trials[0].score,

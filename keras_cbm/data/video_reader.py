@@ -7,6 +7,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from keras_cbm.data.container_pool import ContainerPool
 from keras_cbm.data.video_index import VideoFileError
 from keras_cbm.data.video_index import frame_index
 from keras_cbm.data.video_index import open_video
@@ -15,6 +16,9 @@ from keras_cbm.data.video_index import open_video
 # through a few dozen frames is cheaper (measured on 32x32 H.264: spans of
 # overlapping clips, 180 frames, read fastest with no seek inside them).
 SEEK_AFTER_FRAMES = 64
+# Clip reads come back to the same long files; a few open ones cover a
+# batch's worth of parallel reads.
+CONTAINERS = ContainerPool(size=8)
 # Pixel formats whose first plane is 8-bit luma, full resolution.
 LUMA_FORMATS = (
     "yuv420p",
@@ -92,8 +96,7 @@ def read_frames(path, indices, color_mode="rgb"):
     gaps = np.searchsorted(timestamps, keyframe[1:]) - indices[:-1]
     starts_run = np.concatenate([[True], gaps > SEEK_AFTER_FRAMES])
     frames = FrameConverter(color_mode)
-    container, stream = open_video(path)
-    with container:
+    with CONTAINERS.open(path) as (container, stream):
         try:
             while len(frames.arrays) < len(wanted):
                 decode_run(container, stream, wanted, seek, starts_run, frames)

@@ -6,6 +6,7 @@ import pytest
 MODULES = [
     "arguments",
     "clip_inputs",
+    "container_pool",
     "overlapping_clips",
     "uniform_clips",
     "video_directory",

@@ -6,7 +6,8 @@ What it prints, side by side in one run:
 - `decoding`: clips per second out of `keras_cbm.data.
   video_clips_from_directory` (the main job's clip settings: 4 clips of
   12-24 steps, a step every 4 frames, 32x32 grayscale), read alone from a
-  folder of the 1-minute video;
+  folder of the 1-minute video (its file stays open between reads, as the
+  clips of a long video are read);
 - `training`: clips per second through `train_on_batch` of the main job's
   trainer (`examples/action_recognition.py`'s model, optimizer and batch
   size, at its default flags) on batches of those clips held in memory;

@@ -24,27 +24,29 @@ def _refusal(layer):
     return None
 
 
-def recurrent_layers(model):
+def recurrent_layers(model, forward_only=True):
     """The recurrent layers of `model`, at any depth, in tracking order.
 
     Every `keras.layers.RNN` counts (`LSTM`, `GRU`, `ConvLSTM1D/2D/3D`,
-    `keras.layers.RNN(cell)`, the CBM layers and the layers inside a
-    `DeepCBM`).
+    `keras.layers.RNN(cell)`, the CBM layers, the layers inside a `DeepCBM`
+    or a `Bidirectional` wrapper).
 
     Args:
         model: A Keras layer or model.
+        forward_only: Whether to refuse layers that cannot start from given
+            states.
 
     Returns:
         A list of `keras.layers.RNN` layers.
 
     Raises:
-        ValueError: For a layer that cannot start from given states (a
-            `Bidirectional` wrapper, `go_backwards`, `stateful`), naming it
-            and saying why.
+        ValueError: With `forward_only`, for a layer that cannot start from
+            given states (a `Bidirectional` wrapper, `go_backwards`,
+            `stateful`), naming it and saying why.
     """
     found = []
     for layer in sub_layers(model):
-        reason = _refusal(layer)
+        reason = _refusal(layer) if forward_only else None
         if reason is not None:
             raise ValueError(
                 f"`model` must run forward in time from given states, but "
@@ -56,6 +58,28 @@ def recurrent_layers(model):
     return found
 
 
+def call_with_mask(model, sequences, mask, training=None):
+    """Calls `model` with a time mask given to every recurrent layer.
+
+    The mask reaches each recurrent layer of `model` (see
+    `recurrent_layers`, any direction), whatever layers lie between, as
+    `RecurrentStates` gives it.
+
+    Args:
+        model: A Keras model of sequences `(batch, time, ...)`.
+        sequences: The model's input.
+        mask: Boolean tensor `(batch, time)`, `False` on steps to skip.
+        training: Python boolean, the mode of the model.
+
+    Returns:
+        The model's outputs.
+    """
+    with contextlib.ExitStack() as stack:
+        for layer in recurrent_layers(model, forward_only=False):
+            stack.enter_context(_handing_over(layer, None, mask))
+        return model(sequences, training=training)
+
+
 class RecurrentStates:
     """Runs a video model from given states of all its recurrent layers.
 
@@ -65,7 +89,8 @@ class RecurrentStates:
     recurrent layer of the model (see `recurrent_layers`) takes its
     `initial_state` from `initial_states` and hands back its final states.
     A time `mask` reaches every recurrent layer the same way, whatever
-    layers lie between (a masked step keeps every state), so the final
+    layers lie between (it replaces masks Keras propagates there; a masked
+    step keeps every state), so the final
     states of a run with its last frames masked are the states at the last
     unmasked frame. Running a video in consecutive pieces, each from the
     states the previous one returned, equals one run over the video.
@@ -171,9 +196,9 @@ def _step_mask(mask, sequences, layer):
 
 
 @contextlib.contextmanager
-def _handing_over(layer, handed_state, handed_mask, final_states):
+def _handing_over(layer, handed_state, handed_mask, final_states=None):
     """While active, `layer` starts from `handed_state` and takes
-    `handed_mask` (each when given) and puts its final
+    `handed_mask` (each when given) and, with `final_states`, puts its final
     states in `final_states[id(layer)]`; it returns what it returned before."""
     call = layer.call
 
@@ -183,9 +208,8 @@ def _handing_over(layer, handed_state, handed_mask, final_states):
         if handed_state is not None:
             initial_state = handed_state
         if handed_mask is not None:
-            # The handed mask is the sequence's: a mask Keras propagated
-            # would say the same, or, on JAX, may be a stale one (Keras
-            # keys masks of JAX arrays by `id`, which traced arrays reuse).
+            # The handed mask is the sequence's own: it replaces whatever
+            # mask Keras propagated to the layer.
             mask = _step_mask(handed_mask, sequences, layer)
         returns_state = layer.return_state
         layer.return_state = True
@@ -198,13 +222,14 @@ def _handing_over(layer, handed_state, handed_mask, final_states):
             )
         finally:
             layer.return_state = returns_state
-        if id(layer) in final_states:
-            raise ValueError(
-                f"Recurrent layer '{layer.name}' ran twice in one call of its "
-                "model: a layer called several times per sequence has no "
-                "single state to hand over."
-            )
-        final_states[id(layer)] = states
+        if final_states is not None:
+            if id(layer) in final_states:
+                raise ValueError(
+                    f"Recurrent layer '{layer.name}' ran twice in one call of "
+                    "its model: a layer called several times per sequence "
+                    "has no single state to hand over."
+                )
+            final_states[id(layer)] = states
         return (output, *states) if returns_state else output
 
     # An instance attribute shadows the class's `call`; `Layer.__call__`

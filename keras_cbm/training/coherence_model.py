@@ -10,6 +10,7 @@ from keras_cbm.keras_internals import unscale_loss_for_distribution
 from keras_cbm.layers.frame_aggregation import FrameAggregation
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
+from keras_cbm.models.recurrent_states import call_with_mask
 from keras_cbm.training.state_handover import handed_over_outputs
 
 CLIP_KEYS = ("clips", "alignment")
@@ -173,7 +174,11 @@ class CoherenceModel(keras.Model):
         self.symmetric = symmetric
         self.aggregation = aggregation
         self.from_logits = from_logits
-        self.recurrent_states = RecurrentStates(model)
+        # Handover needs every recurrent layer to run forward from given
+        # states; clips on their own take any recurrent layer.
+        self.recurrent_states = (
+            RecurrentStates(model) if state_handover else None
+        )
         self.aggregate = FrameAggregation(aggregation)
         self.coherence = OverlapCoherence(symmetric=symmetric)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
@@ -199,9 +204,10 @@ class CoherenceModel(keras.Model):
             )
         else:
             batch, count, steps = ops.shape(alignment)
-            outputs, _ = self.recurrent_states(
+            outputs = call_with_mask(
+                self.model,
                 ops.reshape(clips, (-1,) + tuple(clips.shape[2:])),
-                mask=ops.reshape(alignment >= 0, (-1, steps)),
+                ops.reshape(alignment >= 0, (-1, steps)),
                 training=training,
             )
             outputs = ops.reshape(

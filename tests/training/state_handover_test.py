@@ -130,3 +130,19 @@ class StateHandoverTest(testing.TestCase):
 
         sizes = [graph_size(count) for count in (2, 4, 6)]
         self.assertEqual(sizes[2] - sizes[1], sizes[1] - sizes[0])
+
+    def test_bidirectional_model_trains_on_clips_but_cannot_hand_over(self):
+        frames = keras.Input((None,) + FRAME_SHAPE)
+        x = keras.layers.TimeDistributed(keras.layers.Flatten())(frames)
+        x = keras.layers.Bidirectional(
+            keras.layers.LSTM(3, return_sequences=True), name="both_ways"
+        )(x)
+        model = keras.Model(frames, keras.layers.Dense(2)(x))
+        trainer = CoherenceModel(model)
+        trainer.compile(keras.optimizers.SGD(0.1), LOSS)
+        history = trainer.fit(fixed_clips(), epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        with self.assertRaisesRegex(
+            ValueError, r"layer 'both_ways' \(Bidirectional\) cannot: it runs"
+        ):
+            CoherenceModel(model, state_handover=True)

@@ -51,6 +51,8 @@ class LeakyConvCBMCell(ConvCBMCell):
 
 
 class LeakyConvCBM2D(ConvCBM2D):
+    cell_class = LeakyConvCBMCell
+
     def __init__(
         self,
         filters,
@@ -65,7 +67,7 @@ class LeakyConvCBM2D(ConvCBM2D):
         # ConvCBM fixes its cell class; the leaky cell goes in one level up.
         BaseCBM.__init__(
             self,
-            LeakyConvCBMCell,
+            self.cell_class,
             dict(
                 rank=2,
                 filters=filters,
@@ -83,8 +85,58 @@ class LeakyConvCBM2D(ConvCBM2D):
 class LeakyDeepCBM(DeepCBM):
     """`DeepCBM` of the same layout whose CBM layers have a leaky T."""
 
+    layer_class = LeakyConvCBM2D
+
     def _recurrent_layer(self, index, plan):
         layer = super()._recurrent_layer(index, plan)
         if self.cell == "convlstm":
             return layer
-        return LeakyConvCBM2D(**layer.get_config())
+        return self.layer_class(**layer.get_config())
+
+
+class GatedConvCBMCell(LeakyConvCBMCell):
+    """A T whose rate depends on the frame: `a_t = sigmoid(W_a * x_t +
+    b_a)`, with `b_a` starting at the leaky cell's spread of rates. The
+    gate reads only the input, so it joins T's input term in the
+    time-batched projection and the loop stays one convolution per step;
+    on a frame that brings nothing the gate can close and T keeps its
+    state (and its gradient) unchanged."""
+
+    def build(self, inputs_shape, states_shape=None):
+        super().build(inputs_shape, states_shape)
+        self.gate_kernel = self.add_weight(
+            shape=self.kernel_size + (self.input_dim, self.units),
+            initializer=self.kernel_initializer,
+            name="gate_kernel",
+        )
+
+    def project_inputs(self, inputs, training=False, frame_mask=None):
+        representation, temporal_input = super().project_inputs(
+            inputs, training, frame_mask
+        )
+        gate = self._add_bias(
+            self._project_input(inputs, self.gate_kernel), self.rate_logit
+        )
+        # Carried to the loop as extra channels of T's input term.
+        return representation, ops.concatenate(
+            [temporal_input, gate], axis=self.channel_axis
+        )
+
+    def temporal_step(self, temporal_input, state, training):
+        temporal_input, gate = ops.split(
+            temporal_input, 2, axis=self.channel_axis
+        )
+        candidate = ConvCBMCell.temporal_step(
+            self, temporal_input, state, training
+        )
+        return state + ops.sigmoid(gate) * (candidate - state)
+
+
+class GatedConvCBM2D(LeakyConvCBM2D):
+    cell_class = GatedConvCBMCell
+
+
+class GatedDeepCBM(LeakyDeepCBM):
+    """`DeepCBM` of the same layout whose CBM layers have a gated T."""
+
+    layer_class = GatedConvCBM2D

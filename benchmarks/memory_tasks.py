@@ -37,7 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from leaky_cbm import LeakyDeepCBM  # noqa: E402  (beside this script)
+from leaky_cbm import GatedDeepCBM  # noqa: E402  (beside this script)
+from leaky_cbm import LeakyDeepCBM  # noqa: E402
 
 from keras_cbm.datasets import temporal_tasks  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
@@ -45,24 +46,28 @@ from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="memory_tasks")
-class TemporalBias(keras.initializers.Initializer):
-    """A CBM bias `[b_R, b_T]` with `b_R = 0` and `b_T = value`: the T half
-    is `bias[filters:]`, so a negative value starts T's sigmoid low."""
+class HalvesBias(keras.initializers.Initializer):
+    """A CBM bias `[b_R, b_T]` with every `b_R` at `representation` and
+    every `b_T` (the second half, `bias[filters:]`) at `temporal`."""
 
-    def __init__(self, value):
-        self.value = value
+    def __init__(self, representation=0.0, temporal=0.0):
+        self.representation = representation
+        self.temporal = temporal
 
     def __call__(self, shape, dtype=None):
         half = shape[0] // 2
         return keras.ops.concatenate(
             [
-                keras.ops.zeros((half,), dtype),
-                keras.ops.full((shape[0] - half,), self.value, dtype),
+                keras.ops.full((half,), self.representation, dtype),
+                keras.ops.full((shape[0] - half,), self.temporal, dtype),
             ]
         )
 
     def get_config(self):
-        return {"value": self.value}
+        return {
+            "representation": self.representation,
+            "temporal": self.temporal,
+        }
 
 
 def orthogonal(gain):
@@ -90,10 +95,18 @@ MODELS = {
     "cbm-bn": {"batch_norm": True},
     "cbm-orth2": {"recurrent_initializer": orthogonal(2.0)},
     "cbm-orth4": {"recurrent_initializer": orthogonal(4.0)},
-    "cbm-tbias-2": {"bias_initializer": TemporalBias(-2.0)},
-    "cbm-tbias+2": {"bias_initializer": TemporalBias(2.0)},
+    "cbm-tbias-2": {"bias_initializer": HalvesBias(temporal=-2.0)},
+    "cbm-tbias+2": {"bias_initializer": HalvesBias(temporal=2.0)},
+    # R near 1 on an empty frame, so that `h = r * c` lets c through.
+    "cbm-rbias1": {"bias_initializer": HalvesBias(representation=1.0)},
+    "cbm-add-orth4": {
+        "merge": "add",
+        "recurrent_initializer": orthogonal(4.0),
+    },
     "cbm-leaky": {"stack": LeakyDeepCBM},
     "cbm-leaky-add": {"stack": LeakyDeepCBM, "merge": "add"},
+    "cbm-gated": {"stack": GatedDeepCBM},
+    "cbm-gated-add": {"stack": GatedDeepCBM, "merge": "add"},
 }
 READOUTS = ("pooled", "flat")
 GAPS = (5, 10, 20, 40)

@@ -105,8 +105,21 @@ MODELS = {
     },
     "cbm-leaky": {"stack": LeakyDeepCBM},
     "cbm-leaky-add": {"stack": LeakyDeepCBM, "merge": "add"},
+    # T as a plain convolutional RNN: tanh has slope 1 at 0, so with an
+    # orthogonal U_T a step starts near norm-preserving.
+    "cbm-tanhT": {"recurrent_activation": "tanh"},
+    "cbm-tanhT-add": {"recurrent_activation": "tanh", "merge": "add"},
     "cbm-gated": {"stack": GatedDeepCBM},
     "cbm-gated-add": {"stack": GatedDeepCBM, "merge": "add"},
+    "cbm-gated-tanhT": {
+        "stack": GatedDeepCBM,
+        "recurrent_activation": "tanh",
+    },
+    "cbm-gated-add-tanhT": {
+        "stack": GatedDeepCBM,
+        "merge": "add",
+        "recurrent_activation": "tanh",
+    },
 }
 READOUTS = ("pooled", "flat")
 GAPS = (5, 10, 20, 40)

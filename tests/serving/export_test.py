@@ -19,7 +19,7 @@ from keras_cbm.layers import FrameAggregation
 from keras_cbm.models import RecurrentStates
 from keras_cbm.serving import export
 from keras_cbm.training import CoherenceModel
-from tests.serving import models
+from tests import video_models as models
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_cbm import data
 from keras_cbm.training import CoherenceModel
-from tests.serving import models
+from tests import video_models as models
 from tests.training.tiny import videos as tiny_videos
 
 

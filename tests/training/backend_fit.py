@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_cbm.training import CoherenceModel  # noqa: E402
-from tests.training.any_models import any_model  # noqa: E402
+from tests import video_models  # noqa: E402
 from tests.training.tiny import fixed_clips  # noqa: E402
 
 if __name__ == "__main__":
@@ -34,7 +34,7 @@ if __name__ == "__main__":
                 devices=keras.distribution.list_devices("cpu")[:devices]
             )
         )
-    model = any_model("sequential")
+    model = video_models.build("sequential")
     rng = np.random.default_rng(0)
     model.set_weights(
         [0.3 * rng.standard_normal(w.shape) for w in model.get_weights()]

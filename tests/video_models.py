@@ -1,7 +1,8 @@
-"""Tiny video models of every kind `serving.export` takes: the README's
-`Sequential` example made per-frame, a functional mix of keras_cbm and Keras
-recurrent layers, a subclassed model around `keras.layers.RNN(cell)`, a
-`standalone_classifier` (a `DeepCBM`) and a future-frame predictor."""
+"""Tiny video models of every kind `CoherenceModel` trains and
+`serving.export` takes: the README's `Sequential` example made per-frame, a
+functional mix of keras_cbm and Keras recurrent layers, a subclassed model
+around `keras.layers.RNN(cell)`, a `standalone_classifier` (a `DeepCBM`) and
+a future-frame predictor."""
 
 import keras
 import numpy as np

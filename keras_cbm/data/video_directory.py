@@ -120,10 +120,7 @@ def video_dataset_from_directory(
     >>> element["video"].shape, element["video"].dtype.name
     (TensorShape([10, 16, 16, 3]), 'uint8')
     """
-    check_choice("color_mode", color_mode, tuple(PIXEL_FORMATS))
-    check_frame_size(frame_size)
-    check_choice("interpolation", interpolation, INTERPOLATIONS)
-    subsets = video_files(
+    subsets, channels = _checked_files(
         directory,
         labels,
         class_names,
@@ -133,9 +130,11 @@ def video_dataset_from_directory(
         shuffle,
         follow_links,
         on_error,
+        color_mode,
+        frame_size,
+        interpolation,
         count=False,
     )
-    channels = PIXEL_FORMATS[color_mode][1]
     datasets = []
     for files in subsets:
         skip = SkippedFiles(on_error, channels)
@@ -245,10 +244,7 @@ def video_clips_from_directory(
             clips_per_video, min_length, max_length, min_overlap, frame_stride
         )
     )
-    check_choice("color_mode", color_mode, tuple(PIXEL_FORMATS))
-    check_frame_size(frame_size)
-    check_choice("interpolation", interpolation, INTERPOLATIONS)
-    subsets = video_files(
+    subsets, channels = _checked_files(
         directory,
         labels,
         class_names,
@@ -258,9 +254,11 @@ def video_clips_from_directory(
         shuffle,
         follow_links,
         on_error,
+        color_mode,
+        frame_size,
+        interpolation,
         count=True,
     )
-    channels = PIXEL_FORMATS[color_mode][1]
     datasets = []
     for files in subsets:
         skip = SkippedFiles(on_error, channels)
@@ -323,6 +321,41 @@ def video_clips_from_directory(
         clips = clips.map(cut, num_parallel_calls=num_parallel_calls)
         datasets.append(files.describe(clips))
     return datasets[0] if len(datasets) == 1 else datasets
+
+
+def _checked_files(
+    directory,
+    labels,
+    class_names,
+    validation_split,
+    subset,
+    seed,
+    shuffle,
+    follow_links,
+    on_error,
+    color_mode,
+    frame_size,
+    interpolation,
+    count,
+):
+    """Checks the decoding arguments both entry points share; returns the
+    subsets' `VideoFiles` and the frames' channel count."""
+    check_choice("color_mode", color_mode, tuple(PIXEL_FORMATS))
+    check_frame_size(frame_size)
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    subsets = video_files(
+        directory,
+        labels,
+        class_names,
+        validation_split,
+        subset,
+        seed,
+        shuffle,
+        follow_links,
+        on_error,
+        count=count,
+    )
+    return subsets, PIXEL_FORMATS[color_mode][1]
 
 
 class VideoFiles:

@@ -26,22 +26,27 @@ def run_script(path, *args, timeout=180):
     return result.stdout
 
 
+# The main job's smallest training: tiny clips, model and epoch.
+TINY_FLAGS = (
+    "--frame-stride=2",
+    "--clips-per-video=3",
+    "--min-length=4",
+    "--max-length=8",
+    "--min-overlap=1",
+    "--stage-filters",
+    "4",
+    "--epochs=1",
+    "--batch-size=4",
+    "--verbose=0",
+)
+
+
 def tiny_classifier_flags(tmp_path, config):
     return (
         f"--config={config}",
         f"--data-dir={tmp_path / 'data'}",
         f"--output={tmp_path / 'out'}",
-        "--frame-stride=2",
-        "--clips-per-video=3",
-        "--min-length=4",
-        "--max-length=8",
-        "--min-overlap=1",
-        "--stage-filters",
-        "4",
-        "--epochs=1",
-        "--batch-size=4",
-        "--verbose=0",
-    )
+    ) + TINY_FLAGS
 
 
 @pytest.mark.parametrize(

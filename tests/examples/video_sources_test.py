@@ -7,20 +7,8 @@ import tensorflow_datasets as tfds
 
 import keras_cbm.datasets
 from tests.examples.examples_smoke_test import ROOT
+from tests.examples.examples_smoke_test import TINY_FLAGS
 from tests.examples.examples_smoke_test import run_script
-
-TINY_FLAGS = (
-    "--frame-stride=2",
-    "--clips-per-video=3",
-    "--min-length=4",
-    "--max-length=8",
-    "--min-overlap=1",
-    "--stage-filters",
-    "4",
-    "--epochs=1",
-    "--batch-size=4",
-    "--verbose=0",
-)
 
 
 def test_main_job_trains_on_a_folder_of_video_files(tmp_path):

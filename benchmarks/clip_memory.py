@@ -35,9 +35,21 @@ CLIP_TARGET = 1.1
 FULL_TARGET = 10.0
 
 
-def resident_bytes():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def resident_bytes(pid="self"):
+    """The resident memory of a process and all its descendants (e.g. the
+    processes that decode video files), in bytes."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            total = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{thread}/children") as children:
+                total += sum(
+                    resident_bytes(child) for child in children.read().split()
+                )
+    except OSError:
+        pass  # The process (or a thread) ended while it was read.
+    return total
 
 
 def step_memory(step):

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cbm.data.clip_inputs import clip_inputs
+from keras_cbm.data.decoding_processes import DecodingProcesses
 from keras_cbm.data.overlapping_clips import check_overlapping_arguments
 from keras_cbm.data.overlapping_clips import map_overlapping_alignment
 from keras_cbm.data.video_files import index_video_directory
@@ -22,6 +23,9 @@ from keras_cbm.data.video_reader import read_video
 
 ON_ERROR = ("raise", "skip")
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3")
+# The processes that decode for every dataset of this module, one per core;
+# `num_parallel_calls` bounds how many of them a dataset keeps busy.
+DECODERS = DecodingProcesses()
 
 
 def video_dataset_from_directory(
@@ -89,7 +93,11 @@ def video_dataset_from_directory(
         follow_links: Whether to enter subfolders that are symbolic links.
         on_error: `"raise"` or `"skip"`, for unreadable files and empty
             class folders.
-        num_parallel_calls: Passed to `Dataset.map`.
+        num_parallel_calls: Passed to `Dataset.map`: how many files are
+            decoded at a time. Decoding runs in worker processes, one per
+            CPU core, started on first use (PyAV holds Python's GIL, so
+            threads would decode one at a time; see
+            `decoding_processes`).
 
     Returns:
         A `tf.data.Dataset` of dicts, one per video: `"video"` uint8
@@ -141,7 +149,9 @@ def video_dataset_from_directory(
 
         def decode(element, skip=skip):
             video = tf.numpy_function(
-                skip.guard(lambda path: read_video(path, color_mode)),
+                skip.guard(
+                    lambda path: DECODERS.run(read_video, path, color_mode)
+                ),
                 [element.pop("path")],
                 tf.uint8,
                 stateful=False,
@@ -272,7 +282,9 @@ def video_clips_from_directory(
             frame_indices = tf.sort(frame_indices)
             frames = tf.numpy_function(
                 skip.guard(
-                    lambda path, indices: read_frames(path, indices, color_mode)
+                    lambda path, indices: DECODERS.run(
+                        read_frames, path, indices, color_mode
+                    )
                 ),
                 [element["path"], frame_indices],
                 tf.uint8,

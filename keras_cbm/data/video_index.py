@@ -32,6 +32,11 @@ class VideoFileError(ValueError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self):
+        # Raised in decoding processes: comes back through pickle, with
+        # the reason as text (an FFmpeg error object may not pickle).
+        return type(self), (self.path, str(self.reason))
+
 
 def open_video(path):
     """Opens `path` with PyAV; returns `(container, video_stream)`.

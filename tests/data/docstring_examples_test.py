@@ -7,6 +7,7 @@ MODULES = [
     "arguments",
     "clip_inputs",
     "container_pool",
+    "decoding_processes",
     "overlapping_clips",
     "uniform_clips",
     "video_directory",

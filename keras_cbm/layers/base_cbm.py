@@ -5,6 +5,7 @@ import collections
 import functools
 import operator
 
+import numpy as np
 from keras import activations
 from keras import constraints
 from keras import initializers
@@ -67,8 +68,19 @@ CELL_ARGUMENTS = (
     CellArgument("temporal_dropout", "plain", 0.0),
     CellArgument("merge", "plain", "multiply"),
     CellArgument("batch_norm", "plain", False),
+    CellArgument("temporal_gate", "plain", False),
     CellArgument("seed", "plain", None),
 )
+# With `temporal_gate`, T's channels start leaking at these rates per frame,
+# spread geometrically: time scales from about 1 to 50 frames.
+GATE_RATES = (0.02, 0.9)
+
+
+def gate_rate_logits(units):
+    """`b_a`'s initial value: `log(a / (1 - a))` for `units` rates `a`
+    spread geometrically over `GATE_RATES`, as a float64 NumPy array."""
+    rates = np.geomspace(*GATE_RATES, units)
+    return np.log(rates / (1.0 - rates))
 
 
 def check_units(name, value):
@@ -83,6 +95,16 @@ def check_units(name, value):
             f"`{name}` must be a positive integer. Received: {name}={value!r}"
         )
     return units
+
+
+def check_bool(name, value):
+    """Returns `value` as a Python bool, or raises `ValueError` unless it is
+    a boolean (Python or NumPy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"`{name}` must be a boolean. Received: {name}={value!r}"
+        )
+    return bool(value)
 
 
 class BaseCBMCell(layers.Layer, DropoutRNNCell):
@@ -101,6 +123,29 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     `U_T`, `bias` (2 * units,) = `[b_R, b_T]`; convolutional cells prefix
     the kernel shapes with `kernel_size`.
 
+    This T, the paper's, forgets within a few frames: every step multiplies
+    the gradient that reaches back through `c` by `sigmoid'(.) U_T`, at
+    most about 1/4 at the default initialisation (`sigmoid' <= 1/4`), so a
+    frame 5 steps back gets ~1e-5 of the last frame's gradient
+    (`benchmarks/memory_tasks.md`). `temporal_gate=True` is an option, not
+    the paper's T: T leaks at a rate read from the frame,
+
+        a_t = sigmoid(W_a * td(x_t) + b_a)
+        c_t = c_{t-1} + a_t (recurrent_activation(W_T * td(x_t)
+                             + U_T * c_{t-1} + b_T) - c_{t-1})
+
+    (products with `a_t` element-wise), so a closed gate keeps `c` and its
+    gradient. `kernel` gets a third block `W_a` (`3 * units` outputs:
+    `[W_R, W_T, W_a]`) and `bias` a third part `b_a`, which starts at the
+    logits of rates spread geometrically over `GATE_RATES` (0.02 to 0.9)
+    across channels, i.e. time scales of about 1 to 50 frames, whatever
+    `bias_initializer` (which initialises `[b_R, b_T]`); without `use_bias`
+    the gate has no bias. The gate reads only the input, so it joins T's
+    input term in the time-batched projection: the loop still runs one
+    `U_T` product per step, and the state is still `c`. Measured best with
+    `recurrent_activation="tanh"` and `merge="add"`
+    (`benchmarks/memory_tasks.md`).
+
     Temporal Dropout draws one gate per layer call: `keras.layers.RNN`
     primes it (with the dropout masks) before its loop, and it is cached
     until the layer resets the masks after the loop. A cell called by hand
@@ -113,7 +158,10 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         merge: One of `"multiply"` (`h = r * c`), `"add"` (`h = r + c`) or
             `"concat"` (`h = [r, c]` on the channel axis, 2 * units).
         temporal_dropout: Float in [0, 1], the probability that a training
-            call blocks back-propagation from T into the cell input.
+            call blocks back-propagation from T into the cell input (the
+            gate's path included: the gate is part of T).
+        temporal_gate: Boolean, whether T leaks at the gated rate `a_t`
+            instead of the paper's rewrite of `c` at every step.
         Other arguments: as in `keras.layers.LSTMCell`, plus `batch_norm`;
             `CELL_ARGUMENTS` lists them with their defaults.
     """
@@ -132,6 +180,9 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             )
         for name in ("dropout", "recurrent_dropout", "temporal_dropout"):
             check_rate(name, arguments[name])
+        arguments["temporal_gate"] = check_bool(
+            "temporal_gate", arguments["temporal_gate"]
+        )
         for argument in CELL_ARGUMENTS:
             setattr(self, argument.name, argument.get(arguments[argument.name]))
         self.seed_generator = random.SeedGenerator(seed=self.seed)
@@ -148,8 +199,9 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
 
     def _build_weights(self, kernel_prefix, input_dim, projection_shape):
         self.input_dim = input_dim
+        projected_units = (3 if self.temporal_gate else 2) * self.units
         self.kernel = self.add_weight(
-            shape=kernel_prefix + (input_dim, 2 * self.units),
+            shape=kernel_prefix + (input_dim, projected_units),
             initializer=self.kernel_initializer,
             name="kernel",
             regularizer=self.kernel_regularizer,
@@ -164,9 +216,20 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         )
         self.bias = None
         if self.use_bias:
+            bias_initializer = self.bias_initializer
+            if self.temporal_gate:
+                # As LSTMCell's `unit_forget_bias`: a build-time closure,
+                # not part of the config, which keeps `bias_initializer`.
+                def bias_initializer(_, *args, **kwargs):
+                    flows = self.bias_initializer(
+                        (2 * self.units,), *args, **kwargs
+                    )
+                    gate = ops.cast(gate_rate_logits(self.units), flows.dtype)
+                    return ops.concatenate([flows, gate])
+
             self.bias = self.add_weight(
-                shape=(2 * self.units,),
-                initializer=self.bias_initializer,
+                shape=(projected_units,),
+                initializer=bias_initializer,
                 name="bias",
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
@@ -227,17 +290,21 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
 
         Returns:
             `(representation, temporal_input)`: `r = act(W_R * x + b_R)` and
-            `W_T * td(x) + b_T`, each batch-normalised with `batch_norm`.
+            `W_T * td(x) + b_T`, each batch-normalised with `batch_norm`;
+            with `temporal_gate`, `temporal_input` is followed on the
+            channel axis by the gate's pre-activation `W_a * td(x) + b_a`
+            (never normalised).
         """
-        # Split the small kernel, not the large activations.
-        kernel_r, kernel_t = ops.split(self.kernel, 2, axis=-1)
+        # Split the small kernel, not the large activations; T's blocks
+        # (`[W_T, W_a]` with the gate) stay one projection of `td(x)`.
+        kernel_r, kernel_t = ops.split(self.kernel, [self.units], axis=-1)
         representation = self._project_input(inputs, kernel_r)
         temporal_inputs = inputs
         if training and self.temporal_dropout > 0:
             temporal_inputs = temporal_dropout(inputs, self.get_gradient_gate())
         temporal_input = self._project_input(temporal_inputs, kernel_t)
         if self.use_bias:
-            bias_r, bias_t = ops.split(self.bias, 2)
+            bias_r, bias_t = ops.split(self.bias, [self.units])
             representation = self._add_bias(representation, bias_r)
             temporal_input = self._add_bias(temporal_input, bias_t)
         if self.batch_norm:
@@ -248,10 +315,21 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             representation = self.representation_norm(
                 representation, training=training, mask=frame_mask
             )
+            temporal_input, gate = self._split_gate(temporal_input)
             temporal_input = self.temporal_norm(
                 temporal_input, training=training, mask=frame_mask
             )
+            if gate is not None:
+                temporal_input = ops.concatenate(
+                    [temporal_input, gate], axis=self.channel_axis
+                )
         return self.activation(representation), temporal_input
+
+    def _split_gate(self, temporal_input):
+        """`(T's input term, the gate's pre-activation or None)`."""
+        if not self.temporal_gate:
+            return temporal_input, None
+        return tuple(ops.split(temporal_input, 2, axis=self.channel_axis))
 
     def _broadcast_frame_mask(self, frame_mask, projection):
         # BatchNormalization wants a mask of every axis but the channels.
@@ -262,11 +340,20 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         return ops.broadcast_to(frame_mask, shape)
 
     def temporal_step(self, temporal_input, state, training):
-        """Advances T by one step: `c_t` from T's input term and `c_{t-1}`."""
+        """Advances T by one step: `c_t` from T's input term (with the
+        gate's pre-activation, with `temporal_gate`) and `c_{t-1}`."""
+        temporal_input, gate = self._split_gate(temporal_input)
+        # Dropout thins what U_T reads; the leak keeps the whole c_{t-1}.
+        dropped_state = state
         if training and 0.0 < self.recurrent_dropout < 1.0:
-            state = state * self.get_recurrent_dropout_mask(state)
-        recurrent_term = self._project_state(state, self.recurrent_kernel)
-        return self.recurrent_activation(temporal_input + recurrent_term)
+            dropped_state = state * self.get_recurrent_dropout_mask(state)
+        recurrent_term = self._project_state(
+            dropped_state, self.recurrent_kernel
+        )
+        candidate = self.recurrent_activation(temporal_input + recurrent_term)
+        if gate is None:
+            return candidate
+        return state + ops.sigmoid(gate) * (candidate - state)
 
     def recurrent_step(self, representation, temporal_input, state, training):
         """Advances T by one step and merges it with R.
@@ -297,7 +384,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     def _add_bias(self, outputs, bias):
         if self.channel_axis != -1:
             spatial_rank = len(outputs.shape) - 2
-            bias = ops.reshape(bias, (self.units,) + (1,) * spatial_rank)
+            bias = ops.reshape(bias, (-1,) + (1,) * spatial_rank)
         return outputs + bias
 
     def merge_flows(self, representation, state):

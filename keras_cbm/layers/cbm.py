@@ -20,7 +20,11 @@ class CBMCell(BaseCBMCell):
 
     Weights: `kernel` `(input_dim, 2 * units)` = `[W_R, W_T]`,
     `recurrent_kernel` `(units, units)` = `U_T`, `bias` `(2 * units,)` =
-    `[b_R, b_T]`. The state is `c_t`, zeros at first.
+    `[b_R, b_T]`; with `temporal_gate=True`, `3 * units` = `[W_R, W_T,
+    W_a]` and `[b_R, b_T, b_a]`. The state is `c_t`, zeros at first.
+
+    The paper's T forgets within a few frames; `temporal_gate=True` makes
+    it leak at a rate read from the frame, as in `CBM`.
 
     Args:
         units: Positive integer, the size of `r` and `c`.
@@ -81,6 +85,15 @@ class CBM(BaseCBM):
     b_T)`, the only recurrence) and a merge (`h_t = merge(r_t, c_t)`). The
     input projections of all steps run before the recurrent loop.
 
+    The paper's T forgets within a few frames: each step multiplies the
+    gradient reaching back through `c` by `sigmoid' * U_T`, at most about
+    1/4 at the default initialisation. `temporal_gate=True` gives T a
+    leak whose rate `a_t = sigmoid(W_a * td(x_t) + b_a)` is read from the
+    frame, `c_t = c_{t-1} + a_t * (c'_t - c_{t-1})` (`c'_t` the step
+    above, element-wise products): an option, not the paper's T, that
+    learns temporal tasks, best with `recurrent_activation="tanh"` and
+    `merge="add"` (`benchmarks/memory_tasks.md`).
+
     Args:
         units: Positive integer, the size of `r` and `c`.
         activation: Activation of R. Defaults to `"tanh"`.
@@ -106,6 +119,10 @@ class CBM(BaseCBM):
             step; here the recurrent term is left out, which keeps batch
             statistics and moving-average updates out of the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
+        temporal_gate: Whether T leaks at the rate `a_t` read from the
+            frame (above; an option, not the paper's T). `b_a` starts at
+            rates from 0.02 to 0.9 per frame across channels, whatever
+            `bias_initializer`. Defaults to `False`.
         seed: Random seed for dropout and Temporal Dropout.
         return_sequences: Whether to return every step's output or the last.
         return_state: Whether to also return the last state `c`.

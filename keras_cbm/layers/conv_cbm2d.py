@@ -22,11 +22,30 @@ class ConvCBM2D(ConvCBM):
     loop; only `U_T * c_{t-1}` runs step by step, so forward and backward
     cost about 3/8 of a `ConvLSTM2D` with the same filters.
 
+    This T, the paper's, forgets within a few frames: each step multiplies
+    the gradient reaching back through `c` by `sigmoid' * U_T`, at most
+    about 1/4 at the default initialisation. `temporal_gate=True` (an
+    option, not the paper's T) makes T leak at a rate read from the frame:
+
+        a_t = sigmoid(W_a * td(x_t) + b_a)                   # the gate
+        c_t = c_{t-1} + a_t * (recurrent_activation(W_T * td(x_t)
+                               + U_T * c_{t-1} + b_T) - c_{t-1})
+
+    (products with `a_t` element-wise). A closed gate keeps `c` and its
+    gradient. The gate reads only the input, so it joins the time-batched
+    projection (about 4/8 of a `ConvLSTM2D`'s operations; speed not
+    measured); Temporal Dropout blocks its gradient into the input too.
+    Measured best with `recurrent_activation="tanh"` and `merge="add"`: it
+    learns the order, counting and short recall tasks of
+    `benchmarks/memory_tasks.md` (single seeds), where the paper's T stays
+    at chance.
+
     Weights, the checkpoint format: `cell.kernel`
     `kernel_size + (input_channels, 2 * filters)` = `[W_R, W_T]` on the last
     axis, `cell.recurrent_kernel` `kernel_size + (filters, filters)` = `U_T`,
     `cell.bias` `(2 * filters,)` = `[b_R, b_T]`, in that order in
-    `get_weights()`.
+    `get_weights()`. With `temporal_gate=True`, `3 * filters` outputs:
+    `[W_R, W_T, W_a]` and `[b_R, b_T, b_a]`.
 
     Args:
         filters: Positive integer, the channels of `r` and `c`.
@@ -63,6 +82,10 @@ class ConvCBM2D(ConvCBM):
             step; here the recurrent term is left out, which keeps batch
             statistics and moving-average updates out of the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
+        temporal_gate: Whether T leaks at the rate `a_t` read from the
+            frame (above; an option, not the paper's T). `b_a` starts at
+            rates from 0.02 to 0.9 per frame across channels, whatever
+            `bias_initializer`. Defaults to `False`.
         seed: Random seed for dropout and Temporal Dropout.
         return_sequences: Whether to return every step's output or the last.
         return_state: Whether to also return the last state `c`.

@@ -6,6 +6,7 @@ from keras import initializers
 from keras import layers
 from keras import ops
 
+from keras_cbm.layers.base_cbm import check_bool
 from keras_cbm.layers.conv_cbm2d import ConvCBM2D
 from keras_cbm.layers.deep_cbm_layout import plan_layout
 from keras_cbm.layers.per_frame import apply_per_frame
@@ -55,9 +56,10 @@ class DeepCBM(layers.Layer):
     `recurrent_initializer`. Every layer gets its own copy of an
     initializer, so equal-shaped layers start different. Keras takes the
     fans of the whole CBM kernel, whose outputs are `[W_R, W_T]`
-    (`2 * filters`), so `W_R` gets 2/3 of the reference's variance when
-    input and output channels are equal. The reference clips gradient
-    values to +-5: compile with an optimizer made with `clipvalue=5.0`.
+    (`2 * filters`; `3 * filters` with `temporal_gate`), so `W_R` gets 2/3
+    of the reference's variance when input and output channels are equal
+    (1/2 with the gate). The reference clips gradient values to +-5:
+    compile with an optimizer made with `clipvalue=5.0`.
 
     Args:
         depth: Positive integer, the number of recurrent layers.
@@ -76,6 +78,15 @@ class DeepCBM(layers.Layer):
         activation: Activation of R in CBM layers (of the cell input and
             output in `ConvLSTM2D`).
         recurrent_activation: Activation of T (of the LSTM gates).
+        temporal_gate: Whether the CBM layers' T leaks at a rate read from
+            the frame, `c_t = c_{t-1} + a_t * (c'_t - c_{t-1})` with `a_t =
+            sigmoid(W_a * td(x_t) + b_a)` and `c'_t` the paper's T step
+            (`ConvCBM2D(temporal_gate=True)`): an option, not the paper's
+            T, which forgets within a few frames. Measured best with
+            `recurrent_activation="tanh"` and `merge="add"` (the multiply
+            merge passes no gradient to earlier frames at depth 15 at
+            initialisation; `benchmarks/memory_tasks.md`). CBM only:
+            `cell="convlstm"` refuses `True`.
         batch_norm: Whether to batch-normalise each layer's convolutions
             (and each shortcut convolution). CBM layers normalise R's and
             T's input convolutions before their activations
@@ -128,6 +139,13 @@ class DeepCBM(layers.Layer):
     >>> outputs, states = stack(frames)
     >>> tuple(outputs.shape), len(states), tuple(states[0][0].shape)
     ((2, 3, 1, 1, 8), 15, (2, 7, 7, 8))
+
+    The gated T, with the settings measured best:
+
+    >>> gated = DeepCBM(depth=2, filters=8, temporal_gate=True,
+    ...                 recurrent_activation="tanh", merge="add")
+    >>> tuple(gated(frames).shape)
+    (2, 3, 7, 7, 8)
     """
 
     def __init__(
@@ -143,6 +161,7 @@ class DeepCBM(layers.Layer):
         merge="multiply",
         activation="tanh",
         recurrent_activation="sigmoid",
+        temporal_gate=False,
         batch_norm=False,
         cell="cbm",
         kernel_initializer="glorot_uniform",
@@ -167,6 +186,13 @@ class DeepCBM(layers.Layer):
             raise ValueError(
                 f"`cell` must be one of {CELLS}. Received: cell={cell!r}"
             )
+        temporal_gate = check_bool("temporal_gate", temporal_gate)
+        if temporal_gate and cell == "convlstm":
+            raise ValueError(
+                '`temporal_gate` must be False with `cell="convlstm"` '
+                "(ConvLSTM2D has gates of its own). Received: "
+                "temporal_gate=True, cell='convlstm'"
+            )
         self.depth = depth
         self.filters = filters
         self.kernel_size = kernel_size
@@ -178,6 +204,7 @@ class DeepCBM(layers.Layer):
         self.merge = merge
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
+        self.temporal_gate = temporal_gate
         self.batch_norm = batch_norm
         self.cell = cell
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -234,6 +261,7 @@ class DeepCBM(layers.Layer):
         return ConvCBM2D(
             merge=self.merge,
             temporal_dropout=plan.temporal_dropout,
+            temporal_gate=self.temporal_gate,
             batch_norm=self.batch_norm,
             name=f"cbm_{index + 1}",
             **common,
@@ -426,6 +454,7 @@ class DeepCBM(layers.Layer):
             "recurrent_activation": activations.serialize(
                 self.recurrent_activation
             ),
+            "temporal_gate": self.temporal_gate,
             "batch_norm": self.batch_norm,
             "cell": self.cell,
             "kernel_initializer": initializers.serialize(

@@ -177,6 +177,18 @@ class ConvCBMLayerTest(testing.TestCase):
             (3, 2, 6, 6, 5),
         ),
         (ConvCBM3D, (3, 2, 4, 4, 4, 3), {"dropout": 0.2}, (3, 4, 4, 4, 5)),
+        (
+            ConvCBM1D,
+            (3, 2, 8, 3),
+            {"temporal_gate": True, "recurrent_dropout": 0.2},
+            (3, 8, 5),
+        ),
+        (
+            ConvCBM2D,
+            (3, 2, 6, 6, 3),
+            {"temporal_gate": True, "return_sequences": True},
+            (3, 2, 6, 6, 5),
+        ),
     )
     def test_run_layer_test(self, layer_cls, input_shape, kwargs, output_shape):
         self.run_layer_test(

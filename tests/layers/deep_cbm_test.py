@@ -128,6 +128,7 @@ class DeepCBMLayoutTest(testing.TestCase):
             temporal_dropout=[1.0, 0.5, 0.0],
             merge="concat",
             activation="relu",
+            temporal_gate=True,
             kernel_initializer=REFERENCE_INIT,
             seed=7,
         )
@@ -141,8 +142,10 @@ class DeepCBMLayoutTest(testing.TestCase):
         self.assertEqual([r.cell.seed for r in layers], [7, 8, 9])
         self.assertTrue(all(r.merge == "concat" for r in layers))
         self.assertIs(layers[0].activation, keras.activations.relu)
-        # "concat" doubles the channels each next layer sees.
-        self.assertEqual(layers[2].cell.kernel.shape, (1, 1, 6, 8))
+        self.assertTrue(all(r.temporal_gate for r in layers))
+        # "concat" doubles the channels each next layer sees; the gate
+        # adds a third block of outputs, W_a.
+        self.assertEqual(layers[2].cell.kernel.shape, (1, 1, 6, 12))
         self.assertEqual(
             stack.compute_output_shape((None, None, 6, 6, 1)),
             (None, None, 6, 6, 8),
@@ -329,7 +332,11 @@ class DeepCBMKerasTest(testing.TestCase):
             supports_masking=True,
         )
 
-    def test_config_round_trip_predicts_the_same(self):
+    @parameterized.parameters(
+        {"cell": "convlstm", "kernel_initializer": REFERENCE_INIT},
+        {"temporal_gate": True, "merge": "add", "recurrent_activation": "tanh"},
+    )
+    def test_config_round_trip_predicts_the_same(self, **kwargs):
         x = random_sequences((2, 3, 6, 6, 2))
         stack = DeepCBM(
             depth=2,
@@ -337,8 +344,7 @@ class DeepCBMKerasTest(testing.TestCase):
             jump_stride=2,
             shortcut="conv",
             pool_after=(1,),
-            cell="convlstm",
-            kernel_initializer=REFERENCE_INIT,
+            **kwargs,
         )
         stack.build(x.shape)
         copy = DeepCBM.from_config(stack.get_config())
@@ -390,6 +396,8 @@ class DeepCBMValidationTest(testing.TestCase):
         ({"cell": "lstm"}, "cell"),
         ({"shortcut": "identity"}, "shortcut"),
         ({"depth": 0}, "depth"),
+        ({"temporal_gate": 1}, "temporal_gate"),
+        ({"temporal_gate": True, "cell": "convlstm"}, "temporal_gate"),
     )
     def test_bad_arguments_name_argument_expected_and_received(
         self, override, name

@@ -3,7 +3,8 @@
 Independent of the layer code: convolutions are written here, T's kernel is
 the reference's single kernel over `[x_t, c_{t-1}]` (input channels first,
 then state channels), and R and T can be fed different inputs so that
-finite differences can isolate one path's gradient.
+finite differences can isolate one path's gradient. `temporal_gate=True`
+runs the gated T (`gated_step`) instead of the paper's.
 """
 
 import itertools
@@ -70,6 +71,7 @@ def cbm_sequence(
     mask=None,
     go_backwards=False,
     initial_state=None,
+    temporal_gate=False,
 ):
     """Runs the CBM over a channels-last sequence, one step at a time.
 
@@ -86,6 +88,9 @@ def cbm_sequence(
         go_backwards: Whether to run from the last step to the first; the
             outputs are then in the order they were computed, as in Keras.
         initial_state: Optional `c_0`; zeros by default.
+        temporal_gate: Whether T leaks at the gated rate (`gated_step`);
+            `kernel` and `bias` then hold `W_a`, `b_a` third, and the gate
+            reads `x_t` (it is part of T) and is never normalised.
 
     Returns:
         `(outputs (B, T, ...), last state c)`.
@@ -94,8 +99,10 @@ def cbm_sequence(
     channels = kernel.shape[-2]
     w_r = kernel[..., :filters]
     # The reference implementation's single T kernel over [x_t, c_{t-1}].
-    w_t = np.concatenate([kernel[..., filters:], recurrent_kernel], axis=-2)
-    b_r, b_t = bias[:filters], bias[filters:]
+    w_t = np.concatenate(
+        [kernel[..., filters : 2 * filters], recurrent_kernel], axis=-2
+    )
+    b_r, b_t = bias[:filters], bias[filters : 2 * filters]
     one_conv = np.all(np.equal(strides, 1)) and padding == "same"
     one_conv = one_conv and np.all(np.equal(dilation, 1)) and normalize is None
     geometry = dict(strides=strides, padding=padding, dilation=dilation)
@@ -107,6 +114,10 @@ def cbm_sequence(
     pre_t = pre_t + b_t
     if normalize is not None:
         pre_r, pre_t = normalize(pre_r), normalize(pre_t)
+    if temporal_gate:
+        w_a, b_a = kernel[..., 2 * filters :], bias[2 * filters :]
+        pre_a = np.stack([conv(x_t[:, t], w_a, **geometry) for t in steps], 1)
+        pre_a = pre_a + b_a
     state = np.zeros(pre_r.shape[:1] + pre_r.shape[2:])
     if initial_state is not None:
         state = np.asarray(initial_state, "float64")
@@ -122,6 +133,8 @@ def cbm_sequence(
             new_state = recurrent_activation(
                 pre_t[:, t] + conv(state, w_t[..., channels:, :])
             )
+        if temporal_gate:
+            new_state = gated_step(state, new_state, pre_a[:, t])
         if merge == "multiply":
             new_output = r * new_state
         elif merge == "add":
@@ -138,6 +151,12 @@ def cbm_sequence(
             output = np.where(keep, new_output, output)
         outputs.append(output)
     return np.stack(outputs, axis=1), state
+
+
+def gated_step(state, candidate, gate_input):
+    """The gated T: `c_t = c_{t-1} + sigmoid(W_a x_t + b_a) * (candidate -
+    c_{t-1})`, with `candidate` the paper's T step."""
+    return state + sigmoid(gate_input) * (candidate - state)
 
 
 def batch_norm(values, epsilon=1e-3):

@@ -93,9 +93,10 @@ def reference(x, weights, geometry, merge, **kwargs):
 
 
 def full_weights(layer, weights):
-    """`[kernel, recurrent_kernel, bias]`, zero bias without `use_bias`."""
+    """`[kernel, recurrent_kernel, bias]`, zero bias without `use_bias`
+    (as long as the kernel's last axis: 3 blocks with `temporal_gate`)."""
     if len(weights) == 2:
-        return weights + [np.zeros(2 * FILTERS)]
+        return weights + [np.zeros(weights[0].shape[-1])]
     return weights
 
 
@@ -108,6 +109,7 @@ def expected_outputs(x, weights, geometry, config, mask=None):
         config["merge"],
         mask=mask,
         go_backwards=config["go_backwards"],
+        temporal_gate=config.get("temporal_gate", False),
     )
     if not config["return_sequences"]:
         outputs = outputs[:, -1]
@@ -140,6 +142,7 @@ def masks(draw, batch, steps, layout):
     geometry=geometries(),
     merge=st.sampled_from(["multiply", "add", "concat"]),
     use_bias=st.booleans(),
+    temporal_gate=st.booleans(),
     return_sequences=st.booleans(),
     return_state=st.booleans(),
     go_backwards=st.booleans(),
@@ -153,6 +156,7 @@ def test_outputs_and_gradients_match_the_reference(
     geometry,
     merge,
     use_bias,
+    temporal_gate,
     return_sequences,
     return_state,
     go_backwards,
@@ -165,6 +169,7 @@ def test_outputs_and_gradients_match_the_reference(
         merge=merge,
         return_sequences=return_sequences,
         go_backwards=go_backwards,
+        temporal_gate=temporal_gate,
     )
     layer = make_layer(
         geometry,
@@ -218,7 +223,7 @@ def test_outputs_and_gradients_match_the_reference(
     direction_w = [rng.normal(size=w.shape) for w in weights]
     if not use_bias:
         direction_w[-1] = np.zeros_like(direction_w[-1])
-        grad_w = grad_w + [np.zeros(2 * FILTERS)]
+        grad_w = grad_w + [np.zeros_like(direction_w[-1])]
 
     def objective(epsilon):
         shifted_x = x + epsilon * direction_x
@@ -268,11 +273,17 @@ def predict_chunk(model, x):
     batch=st.integers(1, 2),
     lengths=st.lists(st.integers(1, 4), min_size=2, max_size=3, unique=True),
     masking=st.booleans(),
+    temporal_gate=st.booleans(),
 )
 def test_one_compiled_model_takes_any_time_length(
-    geometry, merge, go_backwards, batch, lengths, masking
+    geometry, merge, go_backwards, batch, lengths, masking, temporal_gate
 ):
-    config = dict(merge=merge, go_backwards=go_backwards, return_sequences=True)
+    config = dict(
+        merge=merge,
+        go_backwards=go_backwards,
+        return_sequences=True,
+        temporal_gate=temporal_gate,
+    )
     layer = make_layer(geometry, **config)
     frame = to_layer(np.zeros((1, 1) + geometry["frame"]), geometry).shape[2:]
     layer.build((batch, None) + frame)
@@ -304,11 +315,14 @@ def test_one_compiled_model_takes_any_time_length(
     go_backwards=st.booleans(),
     batch=st.integers(1, 2),
     lengths=st.lists(st.integers(1, 4), min_size=2, max_size=3),
+    temporal_gate=st.booleans(),
 )
 def test_stateful_chunks_carry_the_state(
-    geometry, go_backwards, batch, lengths
+    geometry, go_backwards, batch, lengths, temporal_gate
 ):
-    config = dict(merge="multiply", go_backwards=go_backwards)
+    config = dict(
+        merge="multiply", go_backwards=go_backwards, temporal_gate=temporal_gate
+    )
     layer = make_layer(geometry, stateful=True, return_sequences=True, **config)
     frame = to_layer(np.zeros((1, 1) + geometry["frame"]), geometry).shape[2:]
     model = compiled_model(layer, frame, batch_size=batch)
@@ -325,6 +339,7 @@ def test_stateful_chunks_carry_the_state(
             "multiply",
             go_backwards=go_backwards,
             initial_state=state,
+            temporal_gate=temporal_gate,
         )
         np.testing.assert_allclose(
             from_layer(outputs, geometry), expected, atol=1e-5

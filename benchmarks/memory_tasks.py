@@ -24,8 +24,9 @@ kept and its mean +- std test accuracy over the seeds is reported (on
     python benchmarks/memory_tasks.py --models cbm convlstm --tasks order \\
         recall_20 --depths 1 --seeds 3 --steps 300
 
-`--models` also takes the investigated CBM settings (`MODELS`) and the
-leaky-T prototype (`benchmarks/leaky_cbm.py`).
+`--models` also takes the investigated CBM settings (`MODELS`): among
+them the gated T (`temporal_gate=True`, the `cbm-gated*` families) and the
+fixed-rate leaky-T prototype (`benchmarks/leaky_cbm.py`).
 """
 
 import argparse
@@ -37,8 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from leaky_cbm import GatedDeepCBM  # noqa: E402  (beside this script)
-from leaky_cbm import LeakyDeepCBM  # noqa: E402
+from leaky_cbm import LeakyDeepCBM  # noqa: E402  (beside this script)
 
 from keras_cbm.datasets import temporal_tasks  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
@@ -109,14 +109,14 @@ MODELS = {
     # orthogonal U_T a step starts near norm-preserving.
     "cbm-tanhT": {"recurrent_activation": "tanh"},
     "cbm-tanhT-add": {"recurrent_activation": "tanh", "merge": "add"},
-    "cbm-gated": {"stack": GatedDeepCBM},
-    "cbm-gated-add": {"stack": GatedDeepCBM, "merge": "add"},
+    "cbm-gated": {"temporal_gate": True},
+    "cbm-gated-add": {"temporal_gate": True, "merge": "add"},
     "cbm-gated-tanhT": {
-        "stack": GatedDeepCBM,
+        "temporal_gate": True,
         "recurrent_activation": "tanh",
     },
     "cbm-gated-add-tanhT": {
-        "stack": GatedDeepCBM,
+        "temporal_gate": True,
         "merge": "add",
         "recurrent_activation": "tanh",
     },

@@ -21,6 +21,7 @@ def test_quick_run_prints_one_row_per_model_depth_and_readout():
             "cbm",
             "convlstm",
             "cbm-leaky",
+            "cbm-gated-add-tanhT",
         ],
         capture_output=True,
         text=True,
@@ -38,7 +39,7 @@ def test_quick_run_prints_one_row_per_model_depth_and_readout():
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
     assert [row[:3] for row in rows] == [
         [model, "1", readout]
-        for model in ("cbm", "convlstm", "cbm-leaky")
+        for model in ("cbm", "convlstm", "cbm-leaky", "cbm-gated-add-tanhT")
         for readout in ("pooled", "flat")
     ]
     for row in rows:

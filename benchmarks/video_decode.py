@@ -6,16 +6,18 @@ What it prints, side by side in one run:
 - `decoding`: clips per second out of `keras_cbm.data.
   video_clips_from_directory` (the main job's clip settings: 4 clips of
   12-24 steps, a step every 4 frames, 32x32 grayscale), read alone from a
-  folder of the 1-minute video (its file stays open between reads, as the
-  clips of a long video are read);
+  folder of `--files` links to the 1-minute video (a dataset's folder:
+  files are decoded in parallel, and each stays open between reads, as
+  the clips of a long video are read);
 - `training`: clips per second through `train_on_batch` of the main job's
   trainer (`examples/action_recognition.py`'s model, optimizer and batch
   size, at its default flags) on batches of those clips held in memory;
 - memory: for each video length and each way of reading it (clip-level:
   `video_clips_from_directory`; whole video: `video_dataset_from_directory`
   then `overlapping_clips`), in a fresh process, the peak resident memory
-  while the pipeline yields `--batches` batches above the resident
-  memory before it started (sampled every millisecond, as in
+  (of the process and its decoding processes, started and idle before
+  the baseline) while the pipeline yields `--batches` batches above the
+  resident memory before it started (sampled every millisecond, as in
   `benchmarks/clip_memory.py`), for the main job's pipeline: batches of
   16 videos' clips, prefetched.
 
@@ -48,6 +50,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
 
 from clip_memory import resident_bytes  # noqa: E402
 
+# What a decoding process imports by its first read.
+WORKER_IMPORTS = "import time, keras_cbm.data.video_reader; time.sleep(0.5)"
 DECODE_TARGET = 10.0
 MEMORY_TARGET = 1.2
 FPS = 25
@@ -64,9 +68,12 @@ def parse_args():
     )
     parser.add_argument("--gop", type=int, default=50, help="keyframe gap")
     parser.add_argument(
-        "--clip-batches", type=int, default=8, help="batches decoded"
+        "--files", type=int, default=64, help="files of the speed folder"
     )
-    parser.add_argument("--steps", type=int, default=5, help="steps timed")
+    parser.add_argument(
+        "--clip-batches", type=int, default=32, help="batches decoded"
+    )
+    parser.add_argument("--steps", type=int, default=10, help="steps timed")
     parser.add_argument(
         "--rounds", type=int, default=3, help="speed rounds (median)"
     )
@@ -110,6 +117,18 @@ def video_folder(args, minutes):
     return folder
 
 
+def linked_folder(args):
+    """A class folder of `--files` hard links to the 1-minute video."""
+    source = os.path.join(video_folder(args, args.minutes[0]), "video")
+    folder = os.path.join(args.cache, f"{args.files}_links_gop{args.gop}")
+    for index in range(args.files):
+        path = os.path.join(folder, "video", f"{index}.mp4")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.link(os.path.join(source, "video.mp4"), path)
+    return folder
+
+
 def clip_settings():
     """The main job's default flags, and its clip arguments."""
     from action_recognition import parse_args as main_job_args
@@ -148,7 +167,7 @@ def speeds(args):
 
     flags, clips = clip_settings()
     clips_per_batch = flags.batch_size * clips["clips_per_video"]
-    batches = clip_dataset(video_folder(args, args.minutes[0]))
+    batches = clip_dataset(linked_folder(args))
     batches = batches.batch(flags.batch_size).prefetch(tf.data.AUTOTUNE)
     trainer = build_trainer(flags, 12, (SIZE, SIZE, 1), steps=1000)
     rates = []
@@ -177,10 +196,25 @@ def speeds(args):
 def worker(mode, minutes, args):
     """One memory configuration: prints `{"peak": bytes}`, the peak
     resident memory while the main job's pipeline (batched, prefetched)
-    yields `--batches` batches, above the memory before it started."""
+    yields `--batches` batches, above the memory before it started.
+
+    The memory of the decoding processes counts; they are started before
+    the baseline, because a process forked to start one counts the whole
+    parent's memory until it runs the new program."""
+    import concurrent.futures
+
     import tensorflow as tf
 
     from keras_cbm import data
+    from keras_cbm.data.video_directory import DECODERS
+
+    with concurrent.futures.ThreadPoolExecutor(DECODERS.size) as threads:
+        list(
+            threads.map(
+                lambda _: DECODERS.run(exec, WORKER_IMPORTS),
+                range(DECODERS.size),
+            )
+        )
 
     flags, clips = clip_settings()
     folder = video_folder(args, minutes)
@@ -236,7 +270,7 @@ def main():
         f"frames; the main job's clips: {clips['clips_per_video']} of "
         f"{clips['min_length']}-{clips['max_length']} steps x "
         f"{clips['frame_stride']} frames, batches of {flags.batch_size} "
-        "videos"
+        f"videos; decoding from {args.files} files"
     )
     print(
         f"median of {args.rounds} rounds: clip-level decoding "

@@ -86,6 +86,31 @@ def test_read_frames_returns_the_frames_asked(
     np.testing.assert_array_equal(gray[..., 0], np.stack(reference)[wanted])
 
 
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_a_read_that_skipping_breaks_is_read_again_without(
+    video_dir, name, monkeypatch
+):
+    # Unwanted frames that no frame refers to are not decoded; where that
+    # loses a wanted frame (a packet holding two frames), nothing is lost.
+    decode_run = video_reader.decode_run
+    skipping = []
+
+    def decode_run_losing_frames_when_skipping(*args):
+        skipping.append(args[-1] is not None)
+        if args[-1] is not None:
+            raise LookupError("a wanted frame was in a skipped packet")
+        return decode_run(*args)
+
+    monkeypatch.setattr(
+        video_reader, "decode_run", decode_run_losing_frames_when_skipping
+    )
+    path = os.path.join(video_dir, name)
+    wanted = list(range(1, count_frames(path), 3))
+    frames = read_frames(path, wanted)
+    np.testing.assert_array_equal(frame_indices(frames), wanted)
+    assert skipping[0] and not any(skipping[1:])
+
+
 def test_whole_videos_show_every_frame_in_order(video_dir):
     videos = video_dataset_from_directory(
         video_dir, color_mode="grayscale", frame_size=(16, 16), seed=0

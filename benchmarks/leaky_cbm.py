@@ -40,7 +40,36 @@ class LeakyConvCBMCell(ConvCBMCell):
         return state + ops.sigmoid(self.rate_logit) * (candidate - state)
 
 
+class RecurrentGateConvCBMCell(ConvCBMCell):
+    """The gated T (`temporal_gate=True`, required) whose gate also reads
+    the state: `a_t = sigmoid(W_a x_t + U_a c_{t-1} + b_a)`, as a GRU's
+    update gate does. `U_a` joins `U_T` in one convolution of `c_{t-1}`
+    per step (F -> 2F channels); the input terms stay time-batched and T
+    stays the only recurrence. Recurrent dropout is not applied."""
+
+    def build(self, inputs_shape, states_shape=None):
+        super().build(inputs_shape, states_shape)
+        self.gate_recurrent_kernel = self.add_weight(
+            shape=self.kernel_size + (self.units, self.units),
+            initializer=self.recurrent_initializer,
+            name="gate_recurrent_kernel",
+        )
+
+    def temporal_step(self, temporal_input, state, training):
+        temporal_input, gate = self._split_gate(temporal_input)
+        kernel = ops.concatenate(
+            [self.recurrent_kernel, self.gate_recurrent_kernel], axis=-1
+        )
+        recurrent_t, recurrent_a = ops.split(
+            self._project_state(state, kernel), 2, axis=self.channel_axis
+        )
+        candidate = self.recurrent_activation(temporal_input + recurrent_t)
+        return state + ops.sigmoid(gate + recurrent_a) * (candidate - state)
+
+
 class LeakyConvCBM2D(ConvCBM2D):
+    cell_class = LeakyConvCBMCell
+
     def __init__(
         self,
         filters,
@@ -54,7 +83,7 @@ class LeakyConvCBM2D(ConvCBM2D):
         # ConvCBM fixes its cell class; the leaky cell goes in one level up.
         BaseCBM.__init__(
             self,
-            LeakyConvCBMCell,
+            self.cell_class,
             dict(
                 rank=2,
                 filters=filters,
@@ -71,8 +100,21 @@ class LeakyConvCBM2D(ConvCBM2D):
 class LeakyDeepCBM(DeepCBM):
     """`DeepCBM` of the same layout whose CBM layers have a leaky T."""
 
+    layer_class = LeakyConvCBM2D
+
     def _recurrent_layer(self, index, plan):
         layer = super()._recurrent_layer(index, plan)
         if self.cell == "convlstm":
             return layer
-        return LeakyConvCBM2D(**layer.get_config())
+        return self.layer_class(**layer.get_config())
+
+
+class RecurrentGateConvCBM2D(LeakyConvCBM2D):
+    cell_class = RecurrentGateConvCBMCell
+
+
+class RecurrentGateDeepCBM(LeakyDeepCBM):
+    """`DeepCBM` whose CBM layers have the gated T with a recurrent gate
+    (pass `temporal_gate=True`)."""
+
+    layer_class = RecurrentGateConvCBM2D

@@ -38,7 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from leaky_cbm import LeakyDeepCBM  # noqa: E402  (beside this script)
+from leaky_cbm import LeakyDeepCBM  # noqa: E402
+from leaky_cbm import RecurrentGateDeepCBM  # noqa: E402  (beside this script)
 
 from keras_cbm.datasets import temporal_tasks  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
@@ -119,6 +120,25 @@ MODELS = {
         "temporal_gate": True,
         "merge": "add",
         "recurrent_activation": "tanh",
+    },
+    # The gate reads c_{t-1} too (prototype, `leaky_cbm.py`).
+    "cbm-rgated-add-tanhT": {
+        "stack": RecurrentGateDeepCBM,
+        "temporal_gate": True,
+        "merge": "add",
+        "recurrent_activation": "tanh",
+    },
+    "cbm-gated-add-tanhT-bn": {
+        "temporal_gate": True,
+        "merge": "add",
+        "recurrent_activation": "tanh",
+        "batch_norm": True,
+    },
+    "cbm-gated-add-tanhT-relu": {
+        "temporal_gate": True,
+        "merge": "add",
+        "recurrent_activation": "tanh",
+        "activation": "relu",
     },
 }
 READOUTS = ("pooled", "flat")

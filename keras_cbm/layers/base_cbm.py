@@ -21,6 +21,9 @@ from keras_cbm.layers.temporal_dropout import sample_gradient_gate
 from keras_cbm.layers.temporal_dropout import temporal_dropout
 
 MERGES = ("multiply", "add", "concat")
+# `None`: the paper's T; "input": T leaks at a rate read from the frame;
+# "recurrent": from the frame and `c_{t-1}`, as a GRU's update gate.
+TEMPORAL_GATES = (None, "input", "recurrent")
 
 
 class CellArgument(collections.namedtuple("CellArgument", "name kind default")):
@@ -68,7 +71,7 @@ CELL_ARGUMENTS = (
     CellArgument("temporal_dropout", "plain", 0.0),
     CellArgument("merge", "plain", "multiply"),
     CellArgument("batch_norm", "plain", False),
-    CellArgument("temporal_gate", "plain", False),
+    CellArgument("temporal_gate", "plain", None),
     CellArgument("seed", "plain", None),
 )
 # With `temporal_gate`, T's channels start leaking at these rates per frame,
@@ -97,14 +100,17 @@ def check_units(name, value):
     return units
 
 
-def check_bool(name, value):
-    """Returns `value` as a Python bool, or raises `ValueError` unless it is
-    a boolean (Python or NumPy)."""
-    if not isinstance(value, (bool, np.bool_)):
+def check_choice(name, value, choices):
+    """Returns `value`, or raises `ValueError` unless it is one of `choices`
+    (`None` or strings; `True`, `1` and the like are not `None`)."""
+    if not (
+        (value is None and None in choices)
+        or (isinstance(value, str) and value in choices)
+    ):
         raise ValueError(
-            f"`{name}` must be a boolean. Received: {name}={value!r}"
+            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
         )
-    return bool(value)
+    return value
 
 
 class BaseCBMCell(layers.Layer, DropoutRNNCell):
@@ -127,12 +133,13 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     the gradient that reaches back through `c` by `sigmoid'(.) U_T`, at
     most about 1/4 at the default initialisation (`sigmoid' <= 1/4`), so a
     frame 5 steps back gets ~1e-5 of the last frame's gradient
-    (`benchmarks/memory_tasks.md`). `temporal_gate=True` is an option, not
-    the paper's T: T leaks at a rate read from the frame,
+    (`benchmarks/memory_tasks.md`). `temporal_gate` (an option, not the
+    paper's T) makes T leak at a gated rate `a_t`:
 
-        a_t = sigmoid(W_a * td(x_t) + b_a)
         c_t = c_{t-1} + a_t (recurrent_activation(W_T * td(x_t)
                              + U_T * c_{t-1} + b_T) - c_{t-1})
+        a_t = sigmoid(W_a * td(x_t) + b_a)                  # "input"
+        a_t = sigmoid(W_a * td(x_t) + U_a * c_{t-1} + b_a)  # "recurrent"
 
     (products with `a_t` element-wise), so a closed gate keeps `c` and its
     gradient. `kernel` gets a third block `W_a` (`3 * units` outputs:
@@ -140,11 +147,14 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     logits of rates spread geometrically over `GATE_RATES` (0.02 to 0.9)
     across channels, i.e. time scales of about 1 to 50 frames, whatever
     `bias_initializer` (which initialises `[b_R, b_T]`); without `use_bias`
-    the gate has no bias. The gate reads only the input, so it joins T's
-    input term in the time-batched projection: the loop still runs one
-    `U_T` product per step, and the state is still `c`. Measured best with
-    `recurrent_activation="tanh"` and `merge="add"`
-    (`benchmarks/memory_tasks.md`).
+    the gate has no bias. `W_a * td(x_t)` joins T's input term in the
+    time-batched projection. With `"recurrent"`, `recurrent_kernel` is
+    `(units, 2 * units)` = `[U_T, U_a]`, as Keras' LSTM keeps its gates in
+    one kernel: the loop still runs one product of `c_{t-1}` per step
+    (recurrent dropout thins its input, as in Keras' GRU), and the state
+    is still `c`. Measured best: `temporal_gate="recurrent"`,
+    `recurrent_activation="tanh"`, `merge="add"` (`benchmarks/
+    memory_tasks.md`).
 
     Temporal Dropout draws one gate per layer call: `keras.layers.RNN`
     primes it (with the dropout masks) before its loop, and it is cached
@@ -160,8 +170,8 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         temporal_dropout: Float in [0, 1], the probability that a training
             call blocks back-propagation from T into the cell input (the
             gate's path included: the gate is part of T).
-        temporal_gate: Boolean, whether T leaks at the gated rate `a_t`
-            instead of the paper's rewrite of `c` at every step.
+        temporal_gate: `None` (the paper's rewrite of `c` at every step),
+            `"input"` or `"recurrent"`: T leaks at the rate `a_t` above.
         Other arguments: as in `keras.layers.LSTMCell`, plus `batch_norm`;
             `CELL_ARGUMENTS` lists them with their defaults.
     """
@@ -173,16 +183,12 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         }
         super().__init__(**kwargs)
         self.units = check_units(units_name, units)
-        if arguments["merge"] not in MERGES:
-            raise ValueError(
-                f"`merge` must be one of {MERGES}. "
-                f"Received: merge={arguments['merge']!r}"
-            )
+        check_choice("merge", arguments["merge"], MERGES)
+        check_choice(
+            "temporal_gate", arguments["temporal_gate"], TEMPORAL_GATES
+        )
         for name in ("dropout", "recurrent_dropout", "temporal_dropout"):
             check_rate(name, arguments[name])
-        arguments["temporal_gate"] = check_bool(
-            "temporal_gate", arguments["temporal_gate"]
-        )
         for argument in CELL_ARGUMENTS:
             setattr(self, argument.name, argument.get(arguments[argument.name]))
         self.seed_generator = random.SeedGenerator(seed=self.seed)
@@ -199,7 +205,10 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
 
     def _build_weights(self, kernel_prefix, input_dim, projection_shape):
         self.input_dim = input_dim
-        projected_units = (3 if self.temporal_gate else 2) * self.units
+        gated = self.temporal_gate is not None
+        projected_units = (3 if gated else 2) * self.units
+        # "recurrent": `[U_T, U_a]`, one projection of `c_{t-1}` per step.
+        recurrent_blocks = 2 if self.temporal_gate == "recurrent" else 1
         self.kernel = self.add_weight(
             shape=kernel_prefix + (input_dim, projected_units),
             initializer=self.kernel_initializer,
@@ -208,7 +217,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
-            shape=kernel_prefix + (self.units, self.units),
+            shape=kernel_prefix + (self.units, recurrent_blocks * self.units),
             initializer=self.recurrent_initializer,
             name="recurrent_kernel",
             regularizer=self.recurrent_regularizer,
@@ -217,7 +226,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         self.bias = None
         if self.use_bias:
             bias_initializer = self.bias_initializer
-            if self.temporal_gate:
+            if gated:
                 # As LSTMCell's `unit_forget_bias`: a build-time closure,
                 # not part of the config, which keeps `bias_initializer`.
                 def bias_initializer(_, *args, **kwargs):
@@ -327,7 +336,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
 
     def _split_gate(self, temporal_input):
         """`(T's input term, the gate's pre-activation or None)`."""
-        if not self.temporal_gate:
+        if self.temporal_gate is None:
             return temporal_input, None
         return tuple(ops.split(temporal_input, 2, axis=self.channel_axis))
 
@@ -343,13 +352,19 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         """Advances T by one step: `c_t` from T's input term (with the
         gate's pre-activation, with `temporal_gate`) and `c_{t-1}`."""
         temporal_input, gate = self._split_gate(temporal_input)
-        # Dropout thins what U_T reads; the leak keeps the whole c_{t-1}.
+        # Dropout thins what U_T (and U_a) read, as in Keras' GRU; the leak
+        # keeps the whole c_{t-1}.
         dropped_state = state
         if training and 0.0 < self.recurrent_dropout < 1.0:
             dropped_state = state * self.get_recurrent_dropout_mask(state)
         recurrent_term = self._project_state(
             dropped_state, self.recurrent_kernel
         )
+        if self.temporal_gate == "recurrent":
+            recurrent_term, gate_term = ops.split(
+                recurrent_term, 2, axis=self.channel_axis
+            )
+            gate = gate + gate_term
         candidate = self.recurrent_activation(temporal_input + recurrent_term)
         if gate is None:
             return candidate

@@ -32,11 +32,13 @@ class ConvCBMCell(BaseCBMCell):
     Weights: `kernel` of shape `kernel_size + (input_channels, 2 * filters)`
     holding `W_R` (first `filters` outputs) then `W_T`;
     `recurrent_kernel` of shape `kernel_size + (filters, filters)` (`U_T`);
-    `bias` `(2 * filters,)` = `[b_R, b_T]`. With `temporal_gate=True` both
-    have `3 * filters` outputs: `[W_R, W_T, W_a]`, `[b_R, b_T, b_a]`.
+    `bias` `(2 * filters,)` = `[b_R, b_T]`. With `temporal_gate` both
+    have `3 * filters` outputs: `[W_R, W_T, W_a]`, `[b_R, b_T, b_a]`; with
+    `temporal_gate="recurrent"`, `recurrent_kernel` has `2 * filters`:
+    `[U_T, U_a]`.
 
-    The paper's T forgets within a few frames; `temporal_gate=True` makes
-    it leak at a rate read from the frame, as in `ConvCBM2D`.
+    The paper's T forgets within a few frames; `temporal_gate` makes it
+    leak at a gated rate, as in `ConvCBM2D`.
 
     Args:
         rank: Integer, 1, 2 or 3: the rank of the convolutions.
@@ -75,10 +77,10 @@ class ConvCBMCell(BaseCBMCell):
             step; here the recurrent term is left out, which keeps batch
             statistics and moving-average updates out of the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
-        temporal_gate: Whether T leaks at the rate `a_t` read from the
-            frame (above; an option, not the paper's T). `b_a` starts at
-            rates from 0.02 to 0.9 per frame across channels, whatever
-            `bias_initializer`. Defaults to `False`.
+        temporal_gate: `None` (the paper's T, default), `"input"` or
+            `"recurrent"`: T leaks at the rate `a_t` above (an option, not
+            the paper's T). `b_a` starts at rates from 0.02 to 0.9 per
+            frame across channels, whatever `bias_initializer`.
         seed: Random seed for dropout and Temporal Dropout.
 
     Call arguments:

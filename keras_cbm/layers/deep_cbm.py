@@ -6,7 +6,8 @@ from keras import initializers
 from keras import layers
 from keras import ops
 
-from keras_cbm.layers.base_cbm import check_bool
+from keras_cbm.layers.base_cbm import TEMPORAL_GATES
+from keras_cbm.layers.base_cbm import check_choice
 from keras_cbm.layers.conv_cbm2d import ConvCBM2D
 from keras_cbm.layers.deep_cbm_layout import plan_layout
 from keras_cbm.layers.per_frame import apply_per_frame
@@ -78,15 +79,16 @@ class DeepCBM(layers.Layer):
         activation: Activation of R in CBM layers (of the cell input and
             output in `ConvLSTM2D`).
         recurrent_activation: Activation of T (of the LSTM gates).
-        temporal_gate: Whether the CBM layers' T leaks at a rate read from
-            the frame, `c_t = c_{t-1} + a_t * (c'_t - c_{t-1})` with `a_t =
-            sigmoid(W_a * td(x_t) + b_a)` and `c'_t` the paper's T step
-            (`ConvCBM2D(temporal_gate=True)`): an option, not the paper's
-            T, which forgets within a few frames. Measured best with
-            `recurrent_activation="tanh"` and `merge="add"` (the multiply
+        temporal_gate: `None` (the paper's T, which forgets within a few
+            frames), `"input"` or `"recurrent"`: the CBM layers' T leaks,
+            `c_t = c_{t-1} + a_t * (c'_t - c_{t-1})` with `c'_t` the paper's
+            T step and `a_t = sigmoid(W_a * td(x_t) + b_a)` (`"input"`) or
+            `sigmoid(W_a * td(x_t) + U_a * c_{t-1} + b_a)` (`"recurrent"`);
+            see `ConvCBM2D`. Measured best: `temporal_gate="recurrent"`,
+            `recurrent_activation="tanh"`, `merge="add"` (the multiply
             merge passes no gradient to earlier frames at depth 15 at
             initialisation; `benchmarks/memory_tasks.md`). CBM only:
-            `cell="convlstm"` refuses `True`.
+            `cell="convlstm"` takes only `None`.
         batch_norm: Whether to batch-normalise each layer's convolutions
             (and each shortcut convolution). CBM layers normalise R's and
             T's input convolutions before their activations
@@ -142,7 +144,7 @@ class DeepCBM(layers.Layer):
 
     The gated T, with the settings measured best:
 
-    >>> gated = DeepCBM(depth=2, filters=8, temporal_gate=True,
+    >>> gated = DeepCBM(depth=2, filters=8, temporal_gate="recurrent",
     ...                 recurrent_activation="tanh", merge="add")
     >>> tuple(gated(frames).shape)
     (2, 3, 7, 7, 8)
@@ -161,7 +163,7 @@ class DeepCBM(layers.Layer):
         merge="multiply",
         activation="tanh",
         recurrent_activation="sigmoid",
-        temporal_gate=False,
+        temporal_gate=None,
         batch_norm=False,
         cell="cbm",
         kernel_initializer="glorot_uniform",
@@ -186,12 +188,12 @@ class DeepCBM(layers.Layer):
             raise ValueError(
                 f"`cell` must be one of {CELLS}. Received: cell={cell!r}"
             )
-        temporal_gate = check_bool("temporal_gate", temporal_gate)
-        if temporal_gate and cell == "convlstm":
+        check_choice("temporal_gate", temporal_gate, TEMPORAL_GATES)
+        if temporal_gate is not None and cell == "convlstm":
             raise ValueError(
-                '`temporal_gate` must be False with `cell="convlstm"` '
+                '`temporal_gate` must be None with `cell="convlstm"` '
                 "(ConvLSTM2D has gates of its own). Received: "
-                "temporal_gate=True, cell='convlstm'"
+                f"temporal_gate={temporal_gate!r}, cell='convlstm'"
             )
         self.depth = depth
         self.filters = filters

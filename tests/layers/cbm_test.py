@@ -39,7 +39,8 @@ class CBMTest(testing.TestCase):
         ({}, (3, 6)),
         ({"return_sequences": True, "merge": "concat"}, (3, 5, 12)),
         ({"temporal_dropout": 0.5, "recurrent_dropout": 0.2}, (3, 6)),
-        ({"temporal_gate": True, "temporal_dropout": 0.5}, (3, 6)),
+        ({"temporal_gate": "input", "temporal_dropout": 0.5}, (3, 6)),
+        ({"temporal_gate": "recurrent", "recurrent_dropout": 0.2}, (3, 6)),
     )
     def test_run_layer_test(self, kwargs, output_shape):
         self.run_layer_test(

@@ -180,13 +180,13 @@ class ConvCBMLayerTest(testing.TestCase):
         (
             ConvCBM1D,
             (3, 2, 8, 3),
-            {"temporal_gate": True, "recurrent_dropout": 0.2},
+            {"temporal_gate": "recurrent", "recurrent_dropout": 0.2},
             (3, 8, 5),
         ),
         (
             ConvCBM2D,
             (3, 2, 6, 6, 3),
-            {"temporal_gate": True, "return_sequences": True},
+            {"temporal_gate": "input", "return_sequences": True},
             (3, 2, 6, 6, 5),
         ),
     )

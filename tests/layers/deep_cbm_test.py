@@ -128,7 +128,7 @@ class DeepCBMLayoutTest(testing.TestCase):
             temporal_dropout=[1.0, 0.5, 0.0],
             merge="concat",
             activation="relu",
-            temporal_gate=True,
+            temporal_gate="recurrent",
             kernel_initializer=REFERENCE_INIT,
             seed=7,
         )
@@ -142,10 +142,11 @@ class DeepCBMLayoutTest(testing.TestCase):
         self.assertEqual([r.cell.seed for r in layers], [7, 8, 9])
         self.assertTrue(all(r.merge == "concat" for r in layers))
         self.assertIs(layers[0].activation, keras.activations.relu)
-        self.assertTrue(all(r.temporal_gate for r in layers))
+        self.assertTrue(all(r.temporal_gate == "recurrent" for r in layers))
         # "concat" doubles the channels each next layer sees; the gate
-        # adds a third block of outputs, W_a.
+        # adds a third block of outputs, W_a, and U_a a second of U_T's.
         self.assertEqual(layers[2].cell.kernel.shape, (1, 1, 6, 12))
+        self.assertEqual(layers[2].cell.recurrent_kernel.shape, (1, 1, 4, 8))
         self.assertEqual(
             stack.compute_output_shape((None, None, 6, 6, 1)),
             (None, None, 6, 6, 8),
@@ -334,7 +335,12 @@ class DeepCBMKerasTest(testing.TestCase):
 
     @parameterized.parameters(
         {"cell": "convlstm", "kernel_initializer": REFERENCE_INIT},
-        {"temporal_gate": True, "merge": "add", "recurrent_activation": "tanh"},
+        {"temporal_gate": "input", "merge": "add"},
+        {
+            "temporal_gate": "recurrent",
+            "merge": "add",
+            "recurrent_activation": "tanh",
+        },
     )
     def test_config_round_trip_predicts_the_same(self, **kwargs):
         x = random_sequences((2, 3, 6, 6, 2))
@@ -397,7 +403,11 @@ class DeepCBMValidationTest(testing.TestCase):
         ({"shortcut": "identity"}, "shortcut"),
         ({"depth": 0}, "depth"),
         ({"temporal_gate": 1}, "temporal_gate"),
-        ({"temporal_gate": True, "cell": "convlstm"}, "temporal_gate"),
+        ({"temporal_gate": True}, "temporal_gate"),
+        ({"temporal_gate": False}, "temporal_gate"),
+        ({"temporal_gate": "state"}, "temporal_gate"),
+        ({"temporal_gate": "input", "cell": "convlstm"}, "temporal_gate"),
+        ({"temporal_gate": "recurrent", "cell": "convlstm"}, "temporal_gate"),
     )
     def test_bad_arguments_name_argument_expected_and_received(
         self, override, name

@@ -3,8 +3,8 @@
 Independent of the layer code: convolutions are written here, T's kernel is
 the reference's single kernel over `[x_t, c_{t-1}]` (input channels first,
 then state channels), and R and T can be fed different inputs so that
-finite differences can isolate one path's gradient. `temporal_gate=True`
-runs the gated T (`gated_step`) instead of the paper's.
+finite differences can isolate one path's gradient. `temporal_gate="input"`
+or `"recurrent"` runs the gated T (`gated_step`) instead of the paper's.
 """
 
 import itertools
@@ -71,7 +71,7 @@ def cbm_sequence(
     mask=None,
     go_backwards=False,
     initial_state=None,
-    temporal_gate=False,
+    temporal_gate=None,
 ):
     """Runs the CBM over a channels-last sequence, one step at a time.
 
@@ -88,16 +88,21 @@ def cbm_sequence(
         go_backwards: Whether to run from the last step to the first; the
             outputs are then in the order they were computed, as in Keras.
         initial_state: Optional `c_0`; zeros by default.
-        temporal_gate: Whether T leaks at the gated rate (`gated_step`);
-            `kernel` and `bias` then hold `W_a`, `b_a` third, and the gate
-            reads `x_t` (it is part of T) and is never normalised.
+        temporal_gate: `None`, `"input"` or `"recurrent"`: whether T leaks
+            at the gated rate (`gated_step`); `kernel` and `bias` then hold
+            `W_a`, `b_a` third, and the gate reads `x_t` (it is part of T)
+            and is never normalised. With `"recurrent"`, `recurrent_kernel`
+            is `[U_T, U_a]` on its last axis and the gate reads `c_{t-1}`.
 
     Returns:
         `(outputs (B, T, ...), last state c)`.
     """
-    filters = recurrent_kernel.shape[-1]
+    filters = recurrent_kernel.shape[-2]
     channels = kernel.shape[-2]
     w_r = kernel[..., :filters]
+    u_a = None
+    if temporal_gate == "recurrent":
+        recurrent_kernel, u_a = np.split(recurrent_kernel, 2, axis=-1)
     # The reference implementation's single T kernel over [x_t, c_{t-1}].
     w_t = np.concatenate(
         [kernel[..., filters : 2 * filters], recurrent_kernel], axis=-2
@@ -134,7 +139,7 @@ def cbm_sequence(
                 pre_t[:, t] + conv(state, w_t[..., channels:, :])
             )
         if temporal_gate:
-            new_state = gated_step(state, new_state, pre_a[:, t])
+            new_state = gated_step(state, new_state, pre_a[:, t], u_a)
         if merge == "multiply":
             new_output = r * new_state
         elif merge == "add":
@@ -153,9 +158,13 @@ def cbm_sequence(
     return np.stack(outputs, axis=1), state
 
 
-def gated_step(state, candidate, gate_input):
-    """The gated T: `c_t = c_{t-1} + sigmoid(W_a x_t + b_a) * (candidate -
-    c_{t-1})`, with `candidate` the paper's T step."""
+def gated_step(state, candidate, gate_input, recurrent_gate_kernel=None):
+    """The gated T: `c_t = c_{t-1} + a_t * (candidate - c_{t-1})`, with
+    `candidate` the paper's T step, `gate_input` `W_a x_t + b_a` and `a_t =
+    sigmoid(gate_input)`, or `sigmoid(gate_input + U_a * c_{t-1})` given
+    `U_a` (`recurrent_gate_kernel`, the recurrent gate)."""
+    if recurrent_gate_kernel is not None:
+        gate_input = gate_input + conv(state, recurrent_gate_kernel)
     return state + sigmoid(gate_input) * (candidate - state)
 
 

@@ -17,6 +17,7 @@ from keras_cbm.layers import CBM
 from keras_cbm.layers import ConvCBM1D
 from keras_cbm.layers import ConvCBM2D
 from keras_cbm.layers import ConvCBM3D
+from keras_cbm.layers.base_cbm import TEMPORAL_GATES
 from tests.layers import numpy_reference
 from tests.layers.testing_utils import layer_gradients
 from tests.layers.testing_utils import randomize_weights
@@ -109,7 +110,7 @@ def expected_outputs(x, weights, geometry, config, mask=None):
         config["merge"],
         mask=mask,
         go_backwards=config["go_backwards"],
-        temporal_gate=config.get("temporal_gate", False),
+        temporal_gate=config.get("temporal_gate"),
     )
     if not config["return_sequences"]:
         outputs = outputs[:, -1]
@@ -142,7 +143,7 @@ def masks(draw, batch, steps, layout):
     geometry=geometries(),
     merge=st.sampled_from(["multiply", "add", "concat"]),
     use_bias=st.booleans(),
-    temporal_gate=st.booleans(),
+    temporal_gate=st.sampled_from(TEMPORAL_GATES),
     return_sequences=st.booleans(),
     return_state=st.booleans(),
     go_backwards=st.booleans(),
@@ -273,7 +274,7 @@ def predict_chunk(model, x):
     batch=st.integers(1, 2),
     lengths=st.lists(st.integers(1, 4), min_size=2, max_size=3, unique=True),
     masking=st.booleans(),
-    temporal_gate=st.booleans(),
+    temporal_gate=st.sampled_from(TEMPORAL_GATES),
 )
 def test_one_compiled_model_takes_any_time_length(
     geometry, merge, go_backwards, batch, lengths, masking, temporal_gate
@@ -315,7 +316,7 @@ def test_one_compiled_model_takes_any_time_length(
     go_backwards=st.booleans(),
     batch=st.integers(1, 2),
     lengths=st.lists(st.integers(1, 4), min_size=2, max_size=3),
-    temporal_gate=st.booleans(),
+    temporal_gate=st.sampled_from(TEMPORAL_GATES),
 )
 def test_stateful_chunks_carry_the_state(
     geometry, go_backwards, batch, lengths, temporal_gate

@@ -1,6 +1,8 @@
-"""`temporal_gate=True`: the gated T, an option of every CBM layer."""
+"""`temporal_gate="input"` / `"recurrent"`: the gated T, an option of every
+CBM layer."""
 
 import itertools
+import re
 
 import keras
 import numpy as np
@@ -20,21 +22,23 @@ from tests.layers.testing_utils import randomize_weights
 UNITS = 4
 DENSE_SHAPE = (3, 5, 2)
 CONV_SHAPE = (2, 4, 6, 6, 2)
+KINDS = ("CBM", "ConvCBM2D")
+GATES = ("input", "recurrent")
 
 
-def gated_layer(kind, **kwargs):
+def gated_layer(kind, gate, **kwargs):
     """A gated `CBM` or `ConvCBM2D` ("same" padding) of `UNITS` channels."""
     if kind == "CBM":
-        return CBM(UNITS, temporal_gate=True, **kwargs)
-    return ConvCBM2D(UNITS, 3, padding="same", temporal_gate=True, **kwargs)
+        return CBM(UNITS, temporal_gate=gate, **kwargs)
+    return ConvCBM2D(UNITS, 3, padding="same", temporal_gate=gate, **kwargs)
 
 
-def gated_cell(kind, **kwargs):
+def gated_cell(kind, gate, **kwargs):
     if kind == "CBM":
-        return CBMCell(UNITS, temporal_gate=True, **kwargs)
+        return CBMCell(UNITS, temporal_gate=gate, **kwargs)
     return ConvCBMCell(
         rank=2, filters=UNITS, kernel_size=3, padding="same",
-        temporal_gate=True, **kwargs,
+        temporal_gate=gate, **kwargs,
     )  # fmt: skip
 
 
@@ -44,12 +48,13 @@ def layer_shape(kind):
 
 class GatedReferenceTest(testing.TestCase):
     @parameterized.parameters(
-        itertools.product(["CBM", "ConvCBM2D"], [False, True], [False, True])
+        itertools.product(KINDS, GATES, [False, True], [False, True])
     )
-    def test_matches_numpy_reference(self, kind, masked, go_backwards):
+    def test_matches_numpy_reference(self, kind, gate, masked, go_backwards):
         x = random_sequences(layer_shape(kind))
         layer = gated_layer(
             kind,
+            gate,
             merge="add",
             go_backwards=go_backwards,
             return_sequences=True,
@@ -70,19 +75,40 @@ class GatedReferenceTest(testing.TestCase):
             merge="add",
             mask=mask,
             go_backwards=go_backwards,
-            temporal_gate=True,
+            temporal_gate=gate,
         )
         self.assertAllClose(outputs, expected, atol=1e-5, rtol=1e-5)
         self.assertAllClose(state, expected_state, atol=1e-5, rtol=1e-5)
-        # The gate changes the numbers: the reference without it differs.
+        # The gate changes the numbers: the reference without it differs,
+        # and so does the input gate's without U_a.
+        kernel, recurrent_kernel, bias = weights
+        u_t = recurrent_kernel[..., :UNITS]
+        common = dict(merge="add", mask=mask, go_backwards=go_backwards)
         ungated, _ = numpy_reference.cbm_sequence(
-            x, x, weights[0][..., : 2 * UNITS], weights[1],
-            weights[2][: 2 * UNITS], merge="add", mask=mask,
-            go_backwards=go_backwards,
-        )  # fmt: skip
+            x, x, kernel[..., : 2 * UNITS], u_t, bias[: 2 * UNITS], **common
+        )
         self.assertNotAllClose(outputs, ungated, atol=1e-2)
+        if gate == "recurrent":
+            input_gated, _ = numpy_reference.cbm_sequence(
+                x, x, kernel, u_t, bias, temporal_gate="input", **common
+            )
+            self.assertNotAllClose(outputs, input_gated, atol=1e-2)
 
-    def test_channels_first_and_strides(self):
+    @parameterized.parameters(*KINDS)
+    def test_recurrent_gate_with_zero_u_a_is_the_input_gate(self, kind):
+        x = random_sequences(layer_shape(kind))
+        recurrent = gated_layer(kind, "recurrent", return_sequences=True)
+        input_only = gated_layer(kind, "input", return_sequences=True)
+        recurrent.build(x.shape)
+        input_only.build(x.shape)
+        kernel, recurrent_kernel, bias = randomize_weights(recurrent)
+        recurrent_kernel[..., UNITS:] = 0.0
+        recurrent.set_weights([kernel, recurrent_kernel, bias])
+        input_only.set_weights([kernel, recurrent_kernel[..., :UNITS], bias])
+        self.assertAllClose(recurrent(x), input_only(x), atol=1e-6)
+
+    @parameterized.parameters(*GATES)
+    def test_channels_first_and_strides(self, gate):
         x = random_sequences(CONV_SHAPE)
         layer = ConvCBM2D(
             UNITS,
@@ -90,22 +116,25 @@ class GatedReferenceTest(testing.TestCase):
             strides=2,
             padding="valid",
             data_format="channels_first",
-            temporal_gate=True,
+            temporal_gate=gate,
             return_sequences=True,
         )
         layer.build(x.transpose(0, 1, 4, 2, 3).shape)
         weights = randomize_weights(layer)
         outputs = layer(x.transpose(0, 1, 4, 2, 3))
         expected, _ = numpy_reference.cbm_sequence(
-            x, x, *weights, strides=2, padding="valid", temporal_gate=True
+            x, x, *weights, strides=2, padding="valid", temporal_gate=gate
         )
         self.assertAllClose(
             np.asarray(outputs).transpose(0, 1, 3, 4, 2), expected, atol=1e-5
         )
 
-    def test_batch_norm_normalises_t_but_not_the_gate(self):
+    @parameterized.parameters(*GATES)
+    def test_batch_norm_normalises_t_but_not_the_gate(self, gate):
         x = random_sequences(CONV_SHAPE)
-        layer = gated_layer("ConvCBM2D", batch_norm=True, return_sequences=True)
+        layer = gated_layer(
+            "ConvCBM2D", gate, batch_norm=True, return_sequences=True
+        )
         layer.build(x.shape)
         norms = layer.get_weights()[3:]
         weights = randomize_weights(layer)[:3]
@@ -115,13 +144,14 @@ class GatedReferenceTest(testing.TestCase):
             x,
             *weights,
             normalize=numpy_reference.batch_norm,
-            temporal_gate=True,
+            temporal_gate=gate,
         )
         self.assertAllClose(layer(x, training=True), expected, atol=1e-4)
 
     @parameterized.parameters(
         itertools.product(
-            ["CBM", "ConvCBM2D"],
+            KINDS,
+            GATES,
             [
                 {"mask": True},
                 {"go_backwards": True},
@@ -129,16 +159,18 @@ class GatedReferenceTest(testing.TestCase):
             ],
         )
     )
-    def test_time_batched_path_equals_cell_in_keras_rnn(self, kind, options):
+    def test_time_batched_path_equals_cell_in_keras_rnn(
+        self, kind, gate, options
+    ):
         options = dict(options)
         masked = options.pop("mask", False)
         rnn_args = {"return_sequences": True, "unroll": True}
         if options.pop("go_backwards", False):
             rnn_args["go_backwards"] = True
         x = random_sequences(layer_shape(kind))
-        batched = gated_layer(kind, merge="concat", **options, **rnn_args)
+        batched = gated_layer(kind, gate, merge="concat", **options, **rnn_args)
         stepwise = keras.layers.RNN(
-            gated_cell(kind, merge="concat", **options), **rnn_args
+            gated_cell(kind, gate, merge="concat", **options), **rnn_args
         )
         batched.build(x.shape)
         stepwise.build(x.shape)
@@ -162,22 +194,46 @@ class GatedReferenceTest(testing.TestCase):
 
 class GatedWeightsTest(testing.TestCase):
     @parameterized.parameters(
-        (CBM(UNITS, temporal_gate=True), DENSE_SHAPE, (2, 3 * UNITS)),
-        (
-            ConvCBM2D(UNITS, (3, 5), temporal_gate=True),
-            CONV_SHAPE,
-            (3, 5, 2, 3 * UNITS),
-        ),
+        itertools.product(
+            [
+                (lambda gate: CBM(UNITS, temporal_gate=gate), DENSE_SHAPE, ()),
+                (
+                    lambda gate: ConvCBM2D(UNITS, (3, 5), temporal_gate=gate),
+                    CONV_SHAPE,
+                    (3, 5),
+                ),
+            ],
+            [("input", UNITS), ("recurrent", 2 * UNITS)],
+        )
     )
-    def test_shapes(self, layer, shape, kernel_shape):
+    def test_shapes(self, make_shape_prefix, gate_recurrent_units):
+        make, shape, prefix = make_shape_prefix
+        gate, recurrent_units = gate_recurrent_units
+        layer = make(gate)
         layer.build(shape)
         self.assertEqual(
             [tuple(w.shape) for w in layer.get_weights()],
-            [kernel_shape, kernel_shape[:-2] + (UNITS, UNITS), (3 * UNITS,)],
+            [
+                prefix + (2, 3 * UNITS),
+                prefix + (UNITS, recurrent_units),
+                (3 * UNITS,),
+            ],
         )
 
-    def test_gate_bias_starts_at_the_rate_logits(self):
-        layer = gated_layer("CBM", bias_initializer="ones")
+    def test_recurrent_initializer_initialises_u_t_and_u_a_as_one(self):
+        layer = gated_layer(
+            "CBM", "recurrent", recurrent_initializer="orthogonal"
+        )
+        layer.build(DENSE_SHAPE)
+        recurrent_kernel = layer.get_weights()[1]
+        # One orthogonal (units, 2 * units) matrix: orthonormal rows.
+        self.assertAllClose(
+            recurrent_kernel @ recurrent_kernel.T, np.eye(UNITS), atol=1e-5
+        )
+
+    @parameterized.parameters(*GATES)
+    def test_gate_bias_starts_at_the_rate_logits(self, gate):
+        layer = gated_layer("CBM", gate, bias_initializer="ones")
         layer.build(DENSE_SHAPE)
         bias = layer.get_weights()[2]
         # `bias_initializer` sets [b_R, b_T]; b_a spreads the rates.
@@ -193,10 +249,12 @@ class GatedWeightsTest(testing.TestCase):
         self.assertEqual(kernel.shape[-1], 2 * UNITS)
         self.assertAllClose(bias, np.ones(2 * UNITS))
 
-    def test_config_round_trip_gives_the_same_outputs(self):
+    @parameterized.parameters(*GATES)
+    def test_config_round_trip_gives_the_same_outputs(self, gate):
         x = random_sequences(CONV_SHAPE)
         layer = gated_layer(
             "ConvCBM2D",
+            gate,
             merge="add",
             recurrent_activation="tanh",
             return_sequences=True,
@@ -204,7 +262,7 @@ class GatedWeightsTest(testing.TestCase):
         layer.build(x.shape)
         randomize_weights(layer)
         config = layer.get_config()
-        self.assertIs(config["temporal_gate"], True)
+        self.assertEqual(config["temporal_gate"], gate)
         copy = ConvCBM2D.from_config(config)
         copy.build(x.shape)
         copy.set_weights(layer.get_weights())
@@ -212,15 +270,21 @@ class GatedWeightsTest(testing.TestCase):
         self.assertAllClose(copy(x), layer(x))
 
     def test_bad_values_are_refused(self):
-        for value in (1, 0, "True", None, 1.0):
-            with self.assertRaisesRegex(
-                ValueError,
-                r"`temporal_gate` must be a boolean\. "
-                rf"Received: temporal_gate={value!r}",
+        message = (
+            r"`temporal_gate` must be one of \(None, 'input', 'recurrent'\)\. "
+            r"Received: temporal_gate="
+        )
+        for value in (True, False, "state", 1, 0, "True", 1.0):
+            for make in (
+                lambda v: CBM(UNITS, temporal_gate=v),
+                lambda v: CBMCell(UNITS, temporal_gate=v),
+                lambda v: ConvCBM2D(UNITS, 3, temporal_gate=v),
             ):
-                CBM(UNITS, temporal_gate=value)
-        layer = ConvCBM2D(UNITS, 3, temporal_gate=np.bool_(True))
-        self.assertIs(layer.temporal_gate, True)
+                with self.assertRaisesRegex(
+                    ValueError, message + re.escape(repr(value)) + "$"
+                ):
+                    make(value)
+        self.assertIsNone(CBM(UNITS, temporal_gate=None).temporal_gate)
 
 
 class GatedGradientTest(testing.TestCase):
@@ -234,24 +298,28 @@ class GatedGradientTest(testing.TestCase):
         grad_x, _ = layer_gradients(layer, x, cotangent)
         return np.linalg.norm(grad_x[:, 0]) / np.linalg.norm(grad_x[:, -1])
 
-    @parameterized.parameters("tanh", "sigmoid")
-    def test_gate_keeps_the_gradient_of_early_frames(self, activation):
+    @parameterized.parameters(itertools.product(GATES, ["tanh", "sigmoid"]))
+    def test_gate_keeps_the_gradient_of_early_frames(self, gate, activation):
         x = random_sequences((4, 20, 6))
         papers = self._first_frame_share(x)
         gated = self._first_frame_share(
-            x, temporal_gate=True, recurrent_activation=activation
+            x, temporal_gate=gate, recurrent_activation=activation
         )
         # Measured at 20 frames: ~1e-13 for the paper's T, ~2e-2 (tanh)
         # and ~5e-3 (sigmoid) for the gated T.
         self.assertGreater(gated, 1e-3)
         self.assertGreater(gated, 100 * papers)
 
-    def _gate_only_input_gradient(self, kind, **call_kwargs):
-        """The input gradient through the gate alone: W_R and W_T are zero,
-        so x reaches the output only through `a_t`."""
+    def _gate_only_gradients(self, kind, gate, **call_kwargs):
+        """The gradients through the gate alone: W_R and W_T are zero, so x
+        reaches the output only through `a_t`.
+
+        Returns:
+            `(input gradient, W_a's gradient, the recurrent kernel's)`.
+        """
         x = random_sequences(layer_shape(kind))
         layer = gated_layer(
-            kind, temporal_dropout=1.0, merge="add", return_sequences=True
+            kind, gate, temporal_dropout=1.0, merge="add", return_sequences=True
         )
         layer.build(x.shape)
         kernel, recurrent_kernel, bias = randomize_weights(layer)
@@ -259,13 +327,19 @@ class GatedGradientTest(testing.TestCase):
         layer.set_weights([kernel, recurrent_kernel, bias])
         cotangent = random_sequences(layer(x).shape, seed=3)
         grad_x, grad_w = layer_gradients(layer, x, cotangent, **call_kwargs)
-        return grad_x, grad_w[0][..., 2 * UNITS :]
+        return grad_x, grad_w[0][..., 2 * UNITS :], grad_w[1]
 
-    @parameterized.parameters("CBM", "ConvCBM2D")
-    def test_temporal_dropout_blocks_the_gate_path_too(self, kind):
-        grad_x, _ = self._gate_only_input_gradient(kind, training=False)
+    @parameterized.parameters(itertools.product(KINDS, GATES))
+    def test_temporal_dropout_blocks_the_gate_path_too(self, kind, gate):
+        grad_x, _, _ = self._gate_only_gradients(kind, gate, training=False)
         self.assertGreater(np.abs(grad_x).max(), 1e-3)
-        grad_x, grad_gate = self._gate_only_input_gradient(kind, training=True)
+        grad_x, grad_gate, grad_recurrent = self._gate_only_gradients(
+            kind, gate, training=True
+        )
         self.assertAllEqual(grad_x, np.zeros_like(grad_x))
         # W_a still learns: only the path into the input is cut.
         self.assertGreater(np.abs(grad_gate).max(), 1e-3)
+        if gate == "recurrent":
+            # U_a reads c, T's own recurrence, which TD leaves alone.
+            u_a = grad_recurrent[..., UNITS:]
+            self.assertGreater(np.abs(u_a).max(), 1e-3)

@@ -10,7 +10,7 @@ the new value into the old one at a learned per-channel rate `a`:
 which keeps a path of gain `1 - a` per step. The rates start as the
 package's gated T starts (`keras_cbm.layers.base_cbm.gate_rate_logits`),
 spread geometrically across channels, but read nothing from the frame:
-the gated T (`temporal_gate=True`, which `benchmarks/memory_tasks.py`
+the gated T (`temporal_gate="input"`, which `benchmarks/memory_tasks.py`
 measures as `cbm-gated*`) without `W_a`, kept to reproduce its finding
 that a fixed leak does not learn. An experiment, not a layer of the
 package.
@@ -38,33 +38,6 @@ class LeakyConvCBMCell(ConvCBMCell):
     def temporal_step(self, temporal_input, state, training):
         candidate = super().temporal_step(temporal_input, state, training)
         return state + ops.sigmoid(self.rate_logit) * (candidate - state)
-
-
-class RecurrentGateConvCBMCell(ConvCBMCell):
-    """The gated T (`temporal_gate=True`, required) whose gate also reads
-    the state: `a_t = sigmoid(W_a x_t + U_a c_{t-1} + b_a)`, as a GRU's
-    update gate does. `U_a` joins `U_T` in one convolution of `c_{t-1}`
-    per step (F -> 2F channels); the input terms stay time-batched and T
-    stays the only recurrence. Recurrent dropout is not applied."""
-
-    def build(self, inputs_shape, states_shape=None):
-        super().build(inputs_shape, states_shape)
-        self.gate_recurrent_kernel = self.add_weight(
-            shape=self.kernel_size + (self.units, self.units),
-            initializer=self.recurrent_initializer,
-            name="gate_recurrent_kernel",
-        )
-
-    def temporal_step(self, temporal_input, state, training):
-        temporal_input, gate = self._split_gate(temporal_input)
-        kernel = ops.concatenate(
-            [self.recurrent_kernel, self.gate_recurrent_kernel], axis=-1
-        )
-        recurrent_t, recurrent_a = ops.split(
-            self._project_state(state, kernel), 2, axis=self.channel_axis
-        )
-        candidate = self.recurrent_activation(temporal_input + recurrent_t)
-        return state + ops.sigmoid(gate + recurrent_a) * (candidate - state)
 
 
 class LeakyConvCBM2D(ConvCBM2D):
@@ -107,14 +80,3 @@ class LeakyDeepCBM(DeepCBM):
         if self.cell == "convlstm":
             return layer
         return self.layer_class(**layer.get_config())
-
-
-class RecurrentGateConvCBM2D(LeakyConvCBM2D):
-    cell_class = RecurrentGateConvCBMCell
-
-
-class RecurrentGateDeepCBM(LeakyDeepCBM):
-    """`DeepCBM` whose CBM layers have the gated T with a recurrent gate
-    (pass `temporal_gate=True`)."""
-
-    layer_class = RecurrentGateConvCBM2D

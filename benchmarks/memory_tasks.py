@@ -25,7 +25,8 @@ kept and its mean +- std test accuracy over the seeds is reported (on
         recall_20 --depths 1 --seeds 3 --steps 300
 
 `--models` also takes the investigated CBM settings (`MODELS`): among
-them the gated T (`temporal_gate=True`, the `cbm-gated*` families) and the
+them the gated T (`temporal_gate="input"`, the `cbm-gated*` families;
+`"recurrent"`, `cbm-rgated*`) and the
 fixed-rate leaky-T prototype (`benchmarks/leaky_cbm.py`).
 """
 
@@ -38,8 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from leaky_cbm import LeakyDeepCBM  # noqa: E402
-from leaky_cbm import RecurrentGateDeepCBM  # noqa: E402  (beside this script)
+from leaky_cbm import LeakyDeepCBM  # noqa: E402  (beside this script)
 
 from keras_cbm.datasets import temporal_tasks  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
@@ -110,32 +110,31 @@ MODELS = {
     # orthogonal U_T a step starts near norm-preserving.
     "cbm-tanhT": {"recurrent_activation": "tanh"},
     "cbm-tanhT-add": {"recurrent_activation": "tanh", "merge": "add"},
-    "cbm-gated": {"temporal_gate": True},
-    "cbm-gated-add": {"temporal_gate": True, "merge": "add"},
+    "cbm-gated": {"temporal_gate": "input"},
+    "cbm-gated-add": {"temporal_gate": "input", "merge": "add"},
     "cbm-gated-tanhT": {
-        "temporal_gate": True,
+        "temporal_gate": "input",
         "recurrent_activation": "tanh",
     },
     "cbm-gated-add-tanhT": {
-        "temporal_gate": True,
+        "temporal_gate": "input",
         "merge": "add",
         "recurrent_activation": "tanh",
     },
-    # The gate reads c_{t-1} too (prototype, `leaky_cbm.py`).
+    # The gate reads c_{t-1} too.
     "cbm-rgated-add-tanhT": {
-        "stack": RecurrentGateDeepCBM,
-        "temporal_gate": True,
+        "temporal_gate": "recurrent",
         "merge": "add",
         "recurrent_activation": "tanh",
     },
     "cbm-gated-add-tanhT-bn": {
-        "temporal_gate": True,
+        "temporal_gate": "input",
         "merge": "add",
         "recurrent_activation": "tanh",
         "batch_norm": True,
     },
     "cbm-gated-add-tanhT-relu": {
-        "temporal_gate": True,
+        "temporal_gate": "input",
         "merge": "add",
         "recurrent_activation": "tanh",
         "activation": "relu",

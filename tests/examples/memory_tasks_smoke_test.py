@@ -22,6 +22,7 @@ def test_quick_run_prints_one_row_per_model_depth_and_readout():
             "convlstm",
             "cbm-leaky",
             "cbm-gated-add-tanhT",
+            "cbm-rgated-add-tanhT",
         ],
         capture_output=True,
         text=True,
@@ -39,7 +40,13 @@ def test_quick_run_prints_one_row_per_model_depth_and_readout():
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
     assert [row[:3] for row in rows] == [
         [model, "1", readout]
-        for model in ("cbm", "convlstm", "cbm-leaky", "cbm-gated-add-tanhT")
+        for model in (
+            "cbm",
+            "convlstm",
+            "cbm-leaky",
+            "cbm-gated-add-tanhT",
+            "cbm-rgated-add-tanhT",
+        )
         for readout in ("pooled", "flat")
     ]
     for row in rows:

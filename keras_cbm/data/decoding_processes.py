@@ -86,17 +86,25 @@ class DecodingProcesses:
         """
         worker = self._idle.get()
         if worker is None:
-            worker = _start_worker()
+            try:
+                worker = _start_worker()
+            except BaseException:
+                self._idle.put(None)  # Its place stays for another try.
+                raise
             self._workers.add(worker)
         try:
             worker.stdin.write(pickle.dumps((function, args)))
             worker.stdin.flush()
             succeeded, result = pickle.load(worker.stdout)
         except (OSError, EOFError, pickle.UnpicklingError) as error:
+            try:  # Its pipe closed as it ended: it is about to exit.
+                exit_code = worker.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                exit_code = None
             self._discard(worker)
             raise RuntimeError(
                 f"A video decoding process ended during a call of "
-                f"{function.__qualname__} (exit code {worker.poll()})."
+                f"{function.__qualname__} (exit code {exit_code})."
             ) from error
         except BaseException:
             self._discard(worker)  # Interrupted mid-call: out of step.

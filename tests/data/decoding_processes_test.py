@@ -1,5 +1,6 @@
 import concurrent.futures
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -58,7 +59,9 @@ def test_what_a_call_prints_does_not_disturb_its_reply(processes):
 
 def test_a_worker_that_dies_is_an_error_and_is_replaced():
     processes = DecodingProcesses(size=1)
-    with pytest.raises(RuntimeError, match="ended during a call of _exit"):
+    with pytest.raises(
+        RuntimeError, match=r"ended during a call of _exit \(exit code 3\)"
+    ):
         processes.run(os._exit, 3)
     assert processes.run(eval, "2 * 21") == 42
 
@@ -73,3 +76,13 @@ def test_calls_from_several_threads_run_in_separate_workers(processes):
         )
     assert os.getpid() not in pids
     assert 1 <= len(pids) <= processes.size
+
+
+def test_a_worker_that_cannot_start_leaves_its_place(monkeypatch):
+    processes = DecodingProcesses(size=1)
+    monkeypatch.setattr(sys, "executable", "/no/such/python")
+    for _ in range(2):  # Not blocked by the failed start.
+        with pytest.raises(OSError):
+            processes.run(eval, "1")
+    monkeypatch.undo()
+    assert processes.run(eval, "1") == 1

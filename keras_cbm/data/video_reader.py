@@ -96,29 +96,16 @@ def read_frames(path, indices, color_mode="rgb"):
     gaps = np.searchsorted(timestamps, keyframe[1:]) - indices[:-1]
     starts_run = np.concatenate([[True], gaps > SEEK_AFTER_FRAMES])
     with CONTAINERS.open(path) as (container, stream):
+        read = functools.partial(
+            decode_runs, container, stream, wanted, seek, starts_run, color_mode
+        )
         try:
             try:
-                return decode_runs(
-                    container,
-                    stream,
-                    wanted,
-                    seek,
-                    starts_run,
-                    color_mode,
-                    skip_unwanted=True,
-                )
+                return read(skip_unwanted=True)
             except LookupError:
                 # A packet may hold more frames than its timestamp names
                 # (e.g. AVI's packed B-frames): read again, skipping none.
-                return decode_runs(
-                    container,
-                    stream,
-                    wanted,
-                    seek,
-                    starts_run,
-                    color_mode,
-                    skip_unwanted=False,
-                )
+                return read(skip_unwanted=False)
         except av.FFmpegError as error:
             raise VideoFileError(path, error) from error
         except LookupError as error:

@@ -96,12 +96,9 @@ class CBM(BaseCBM):
         a_t = sigmoid(td(x_t) W_a + b_a)                  # "input"
         a_t = sigmoid(td(x_t) W_a + c_{t-1} U_a + b_a)    # "recurrent"
 
-    Measured best (`benchmarks/memory_tasks.md`, depth 1, 1000 Adam
-    steps): `temporal_gate="recurrent", recurrent_activation="tanh",
-    merge="add"`, 0.96 +- 0.02 on the order task (flat readout) and 0.97 on
-    20-frame recall (both readouts), against 0.93-0.94 / 0.76-0.94 for the
-    `"input"` gate and 0.96-1.00 for ConvLSTM; its pooled readout on the
-    order task was unstable (0.81 +- 0.16, 2 seeds).
+    Measured best: `temporal_gate="recurrent", recurrent_activation="tanh",
+    merge="add"` (the README's "Memory" section and
+    `benchmarks/memory_tasks.md`).
 
     Args:
         units: Positive integer, the size of `r` and `c`.

@@ -38,12 +38,9 @@ class ConvCBM2D(ConvCBM):
     and 5/8 of a `ConvLSTM2D`'s operations). Temporal Dropout blocks the
     gate's gradient into the input too.
 
-    Measured best (`benchmarks/memory_tasks.md`, depth 1, 1000 Adam
-    steps): `temporal_gate="recurrent", recurrent_activation="tanh",
-    merge="add"`, 0.96 +- 0.02 on the order task (flat readout) and 0.97 on
-    20-frame recall (both readouts), against 0.93-0.94 / 0.76-0.94 for the
-    `"input"` gate and 0.96-1.00 for ConvLSTM; its pooled readout on the
-    order task was unstable (0.81 +- 0.16, 2 seeds).
+    Measured best: `temporal_gate="recurrent", recurrent_activation="tanh",
+    merge="add"` (the README's "Memory" section and
+    `benchmarks/memory_tasks.md`).
 
     Weights, the checkpoint format: `cell.kernel`
     `kernel_size + (input_channels, 2 * filters)` = `[W_R, W_T]` on the last

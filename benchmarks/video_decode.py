@@ -71,7 +71,7 @@ def parse_args():
         "--files", type=int, default=64, help="files of the speed folder"
     )
     parser.add_argument(
-        "--clip-batches", type=int, default=32, help="batches decoded"
+        "--clip-batches", type=int, default=96, help="batches decoded"
     )
     parser.add_argument("--steps", type=int, default=10, help="steps timed")
     parser.add_argument(

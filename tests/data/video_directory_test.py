@@ -3,11 +3,13 @@ import os
 import av
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_cbm.data import overlapping_clips
 from keras_cbm.data import uniform_clips
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
+from keras_cbm.data import video_directory
 from keras_cbm.data import video_reader
 from keras_cbm.data.video_index import count_frames
 from keras_cbm.data.video_reader import read_frames
@@ -298,3 +300,19 @@ def test_bad_arguments_are_named(video_dir, arguments, message):
         video_dataset_from_directory(video_dir, **arguments)
     assert message in str(error.value)
     assert "Received:" in str(error.value)
+
+
+@pytest.mark.parametrize("interpolation", video_directory.INTERPOLATIONS)
+@pytest.mark.parametrize("frame_size", [(5, 7), (6, 9)])
+def test_resize_rounds_tf_image_resize_and_keeps_frames_of_that_size(
+    interpolation, frame_size
+):
+    frames = np.random.RandomState(0).randint(0, 256, (3, 5, 7, 2))
+    frames = tf.constant(frames.astype("uint8"))
+    expected = tf.image.resize(frames, frame_size, method=interpolation)
+    expected = np.clip(np.round(expected.numpy()), 0, 255)
+    resized = tf.function(video_directory.resize, reduce_retracing=True)(
+        tf.identity(frames), frame_size, interpolation
+    )
+    assert resized.dtype == tf.uint8
+    np.testing.assert_array_equal(resized, expected)

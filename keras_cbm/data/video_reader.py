@@ -16,9 +16,9 @@ from keras_cbm.data.video_index import open_video
 # through a few dozen frames is cheaper (measured on 32x32 H.264: spans of
 # overlapping clips, 180 frames, read fastest with no seek inside them).
 SEEK_AFTER_FRAMES = 64
-# Clip reads come back to the same long files; a few open ones cover a
-# batch's worth of parallel reads.
-CONTAINERS = ContainerPool(size=8)
+# Clip reads come back to the same files every epoch. Up to 128 MiB of
+# idle decoders a process: 9 files at 1280x720, 256 (the most) at 32x32.
+CONTAINERS = ContainerPool(max_files=256, max_bytes=128 * 2**20)
 # Pixel formats whose first plane is 8-bit luma, full resolution.
 LUMA_FORMATS = (
     "yuv420p",

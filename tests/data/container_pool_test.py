@@ -1,7 +1,13 @@
 import pytest
 
+from keras_cbm.data.container_pool import DECODER_FRAMES
+from keras_cbm.data.container_pool import TABLE_BYTES_PER_FRAME
 from keras_cbm.data.container_pool import ContainerPool
+from keras_cbm.data.container_pool import idle_bytes
+from tests.data.video_files import SIZE
 from tests.data.video_files import write_video
+
+UNBOUNDED = 2**40
 
 
 @pytest.fixture()
@@ -10,7 +16,7 @@ def paths(tmp_path):
 
 
 def test_an_idle_container_is_reused_and_the_oldest_closed(paths):
-    pool = ContainerPool(size=1)
+    pool = ContainerPool(max_files=1, max_bytes=UNBOUNDED)
     with pool.open(paths[0]) as (first, _):
         with pool.open(paths[0]) as (second, _):
             assert second is not first  # In use: another one.
@@ -21,8 +27,27 @@ def test_an_idle_container_is_reused_and_the_oldest_closed(paths):
     assert len(pool.idle) == 1
 
 
+def test_idle_containers_are_bounded_by_their_estimated_memory(paths):
+    with ContainerPool(1, UNBOUNDED).open(paths[0]) as (_, stream):
+        mp4_bytes = idle_bytes(stream)
+    # The MP4 counts its frames: its sample table counts too.
+    frame_bytes = SIZE * SIZE * 3 // 2
+    assert mp4_bytes == DECODER_FRAMES * frame_bytes + 6 * TABLE_BYTES_PER_FRAME
+    pool = ContainerPool(max_files=10, max_bytes=mp4_bytes)
+    with pool.open(paths[0]) as (mp4, _):
+        pass
+    with pool.open(paths[1]) as (avi, _):
+        pass
+    assert list(pool.idle.values()) == [(avi, avi.streams.video[0])]
+    # Alone, a container above the bound is still kept.
+    pool = ContainerPool(max_files=10, max_bytes=1)
+    with pool.open(paths[0]) as (mp4, _):
+        pass
+    assert len(pool.idle) == 1
+
+
 def test_a_failed_reader_closes_its_container(paths):
-    pool = ContainerPool(size=2)
+    pool = ContainerPool(max_files=2, max_bytes=UNBOUNDED)
     with pytest.raises(RuntimeError):
         with pool.open(paths[0]):
             raise RuntimeError("decoding failed")
@@ -30,7 +55,7 @@ def test_a_failed_reader_closes_its_container(paths):
 
 
 def test_a_changed_file_is_opened_again(paths):
-    pool = ContainerPool(size=2)
+    pool = ContainerPool(max_files=2, max_bytes=UNBOUNDED)
     with pool.open(paths[0]) as (first, _):
         pass
     write_video(paths[0], 9)

@@ -75,7 +75,7 @@ def parse_args():
     )
     parser.add_argument("--steps", type=int, default=10, help="steps timed")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="speed rounds (median)"
+        "--rounds", type=int, default=5, help="speed rounds (median)"
     )
     parser.add_argument(
         "--batches", type=int, default=2, help="batches per memory run"

@@ -242,7 +242,7 @@ def run_row(args, settings, train, test, frame_shape, max_steps, seed):
     )
     start = time.perf_counter()
     with PeakMemory() as memory:
-        trainer.fit(
+        history = trainer.fit(
             train_batches, epochs=1, steps_per_epoch=args.steps, verbose=0
         )
     seconds = time.perf_counter() - start
@@ -253,6 +253,9 @@ def run_row(args, settings, train, test, frame_shape, max_steps, seed):
         "accuracy": float(accuracy),
         "memory_mb": memory.bytes / 2**20,
         "train_seconds": seconds,
+        # Means over the training steps (unweighted losses).
+        "task_loss": float(history.history["task_loss"][-1]),
+        "coherence_loss": float(history.history["coherence_loss"][-1]),
     }
 
 
@@ -277,10 +280,9 @@ def table(args, results):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    start = time.perf_counter()
-    os.makedirs(args.output, exist_ok=True)
+def motion_order(args):
+    """`(config, train, test, frame_shape, max_steps)`: the builder config,
+    the cached splits, the frame shape and the most steps of a video."""
     builder = tfds.builder(
         f"motion_order/{args.config}", data_dir=args.data_dir
     )
@@ -296,8 +298,14 @@ def main(argv=None):
     test = builder.as_dataset(split="test").map(keep)
     if args.test_videos is not None:
         test = test.take(args.test_videos)
-    test = test.cache()
+    return config, train, test.cache(), frame_shape, max_steps
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    os.makedirs(args.output, exist_ok=True)
+    config, train, test, frame_shape, max_steps = motion_order(args)
     command = "python benchmarks/claims.py " + " ".join(sys.argv[1:])
     print(
         f"motion_order/{config.name}: {config.train_videos} train / "

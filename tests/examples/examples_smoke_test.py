@@ -1,5 +1,6 @@
-"""Each example and `benchmarks/claims.py --quick` end to end with tiny
-flags (each within a minute on 2 CPU cores)."""
+"""Each example, and `benchmarks/claims.py` and `benchmarks/
+coherence_weight.py` with `--quick`, end to end with tiny flags (each
+within a minute on 2 CPU cores)."""
 
 import os
 import subprocess
@@ -171,3 +172,15 @@ def test_claims_quick(tmp_path):
     )
     assert "single-frame" in stdout and "±" in stdout
     assert (tmp_path / "out" / "claims.md").is_file()
+
+
+def test_coherence_weight_quick(tmp_path):
+    stdout = run_script(
+        "benchmarks/coherence_weight.py",
+        "--quick",
+        f"--data-dir={tmp_path / 'data'}",
+        timeout=300,
+    )
+    rows = [line for line in stdout.splitlines() if line.startswith("| 0")]
+    rows += [line for line in stdout.splitlines() if line.startswith("| 80")]
+    assert len(rows) == 2 and all("±" in row for row in rows)

@@ -1,0 +1,99 @@
+"""The overlap coherence loss's weight: where it starts to matter, and
+whether it then helps.
+
+At the paper's weight (0.8) the coherence loss changes nothing measurable
+in `benchmarks/claims.py` (a mean squared difference of probabilities of
+about 1e-3 against a task loss of about 1.3). This script trains the
+claims' clip model (`claims.py`'s classifier, data, clips, budget and
+evaluation; `--depth` layers) with each coherence weight of `--weights`
+for `--seeds` seeds and prints, per weight: the test accuracy (mean ±
+std), the task loss and the (unweighted) coherence loss, both means over
+the training steps, and the weighted coherence loss's share of the total.
+The loss matters where its coherence loss falls below that of weight 0
+(the overlapping clips' predictions are pulled together); it helps where
+the accuracy rises above that of weight 0 by more than the seeds' spread.
+
+    python benchmarks/coherence_weight.py --seeds 2   # ~25 min, 2 CPU cores
+    python benchmarks/coherence_weight.py --quick   # tiny, ~1 min
+"""
+
+import os
+import sys
+
+# claims.py (beside this script) gives the model, data and training; its
+# flags are accepted too. Importing it re-executes this script once with
+# its allocator setting (see there).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import claims  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--weights", type=float, nargs="+", default=[0, 0.8, 8, 80, 800])
+    add("--depth", type=int, default=5, help="Layers of the CBM stack.")
+    own, rest = parser.parse_known_args(argv)
+    shared = claims.parse_args(rest)
+    if shared.quick:
+        own.depth = 2
+        own.weights = [0, 80]
+    return own, shared
+
+
+def main(argv=None):
+    own, args = parse_args(argv)
+    start = time.perf_counter()
+    config, train, test, frame_shape, max_steps = claims.motion_order(args)
+    print(
+        f"motion_order/{config.name}: {own.depth}-layer CBM, clips "
+        f"({args.clips_per_video} of {args.min_length}-{args.max_length} "
+        f"steps), {args.steps} steps of {args.batch_size} videos, "
+        f"{args.seeds} seeds per weight"
+    )
+    lines = [
+        "| coherence weight | accuracy (mean ± std) | task loss | "
+        "coherence loss | weighted share of the loss |",
+        "|---|---|---|---|---|",
+    ]
+    for weight in own.weights:
+        settings = {
+            "depth": own.depth,
+            "cell": "cbm",
+            "scheme": "clips",
+            "coherence": weight,
+        }
+        runs = []
+        for seed in range(args.seeds):
+            run = claims.run_row(
+                args, settings, train, test, frame_shape, max_steps, seed
+            )
+            runs.append(run)
+            print(
+                f"weight {weight:g} seed {seed}: accuracy "
+                f"{run['accuracy']:.3f}, task loss {run['task_loss']:.3f}, "
+                f"coherence loss {run['coherence_loss']:.2e}",
+                flush=True,
+            )
+        accuracy = np.array([run["accuracy"] for run in runs])
+        task = np.mean([run["task_loss"] for run in runs])
+        coherence = np.mean([run["coherence_loss"] for run in runs])
+        share = weight * coherence / (task + weight * coherence)
+        lines.append(
+            f"| {weight:g} | {accuracy.mean():.3f} ± {accuracy.std():.3f} "
+            f"| {task:.3f} | {coherence:.2e} | {share:.1%} |"
+        )
+    print("\n".join(lines))
+    print(f"Chance: {1 / claims.NUM_CLASSES:.3f}.")
+    print(f"Total time: {(time.perf_counter() - start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

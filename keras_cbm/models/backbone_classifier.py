@@ -47,6 +47,7 @@ def backbone_classifier(
     activation="tanh",
     batch_norm=True,
     cell="cbm",
+    temporal_gate=None,
     kernel_initializer=REFERENCE_INITIALIZER,
     head_units=256,
     head_dropout=0.5,
@@ -75,8 +76,8 @@ def backbone_classifier(
             `trainable_backbone`.
         num_classes: Positive integer, the number of classes.
         depth, filters, jump_stride, shortcut, pool_after, temporal_dropout,
-            merge, activation, batch_norm, cell, kernel_initializer: The
-            `DeepCBM` stack's arguments (`kernel_initializer` also serves
+            merge, activation, batch_norm, cell, temporal_gate,
+            kernel_initializer: The `DeepCBM` stack's arguments (`kernel_initializer` also serves
             as its `recurrent_initializer`); the default initializer is the
             reference's Xavier-normal of gain 3.0.
         frame_shape: The frame shape of the default backbone (a given
@@ -122,6 +123,7 @@ def backbone_classifier(
         activation=activation,
         batch_norm=batch_norm,
         cell=cell,
+        temporal_gate=temporal_gate,
         kernel_initializer=kernel_initializer,
         recurrent_initializer=kernel_initializer,
         name="deep_cbm",

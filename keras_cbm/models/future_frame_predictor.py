@@ -55,6 +55,7 @@ def future_frame_predictor(
     activation="relu",
     batch_norm=False,
     cell="cbm",
+    temporal_gate=None,
     name="future_frame_predictor",
 ):
     """Builds a deep CBM model that predicts the next frames of a video.
@@ -82,7 +83,8 @@ def future_frame_predictor(
         encoder_filters: Filters of the encoder's convolutions (the
             decoder mirrors them).
         depth, filters, jump_stride, temporal_dropout, merge, activation,
-            batch_norm, cell: The `DeepCBM` stack's arguments.
+            batch_norm, cell, temporal_gate: The `DeepCBM` stack's
+            arguments.
         name: The model's name.
 
     Returns:
@@ -150,6 +152,7 @@ def future_frame_predictor(
         activation=activation,
         batch_norm=batch_norm,
         cell=cell,
+        temporal_gate=temporal_gate,
         return_state=True,
         name="deep_cbm",
     )

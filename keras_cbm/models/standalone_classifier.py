@@ -18,6 +18,7 @@ def standalone_classifier(
     activation="relu",
     batch_norm=True,
     cell="cbm",
+    temporal_gate=None,
     kernel_initializer=REFERENCE_INITIALIZER,
     name="standalone_classifier",
 ):
@@ -41,8 +42,9 @@ def standalone_classifier(
         stage_filters: Filters of each stage.
         blocks_per_stage: Positive integer, residual blocks per stage.
         temporal_dropout, merge, activation, batch_norm, cell,
-            kernel_initializer: The `DeepCBM` stack's arguments
-            (`kernel_initializer` also serves as its `recurrent_initializer`).
+            temporal_gate, kernel_initializer: The `DeepCBM` stack's
+            arguments (`kernel_initializer` also serves as its
+            `recurrent_initializer`).
         name: The model's name.
 
     Returns:
@@ -80,6 +82,7 @@ def standalone_classifier(
         activation=activation,
         batch_norm=batch_norm,
         cell=cell,
+        temporal_gate=temporal_gate,
         kernel_initializer=kernel_initializer,
         recurrent_initializer=kernel_initializer,
         name="deep_cbm",

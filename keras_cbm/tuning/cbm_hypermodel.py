@@ -42,8 +42,8 @@ class CBMHyperModel(keras_tuner.HyperModel):
         tunable: Whether the hyperparameters of this hypermodel are added
             to the search space.
         **classifier_kwargs: Fixed arguments of `backbone_classifier`
-            (`head_units`, `activation`, `batch_norm`, ...), none of the
-            tuned ones; `pool_after` defaults to none.
+            (`head_units`, `activation`, `batch_norm`, `temporal_gate`,
+            ...), none of the tuned ones; `pool_after` defaults to none.
 
     Example:
 

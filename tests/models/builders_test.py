@@ -340,3 +340,26 @@ def test_paper_presets_name_builder_arguments():
     for builder, preset in models.PAPER_PRESETS.items():
         arguments = inspect.signature(getattr(models, builder)).parameters
         assert set(preset) <= set(arguments), builder
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda **kwargs: models.standalone_classifier(
+            2, (16, 16, 1), stage_filters=(2,), blocks_per_stage=1, **kwargs
+        ),
+        lambda **kwargs: models.backbone_classifier(
+            tiny_cnn(), 2, depth=2, filters=2, pool_after=(), **kwargs
+        ),
+        lambda **kwargs: models.future_frame_predictor(
+            depth=2, filters=2, jump_stride=2, **kwargs
+        ),
+    ],
+    ids=["standalone", "backbone", "future_frame"],
+)
+@pytest.mark.parametrize("temporal_gate", [None, "input", "recurrent"])
+def test_builders_give_every_cbm_layer_the_temporal_gate(build, temporal_gate):
+    stack = build(temporal_gate=temporal_gate).get_layer("deep_cbm")
+    assert [layer.temporal_gate for layer in stack.recurrent_layers] == [
+        temporal_gate
+    ] * stack.depth

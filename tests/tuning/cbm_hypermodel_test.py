@@ -121,6 +121,17 @@ class CBMHyperModelTest(testing.TestCase):
             self.assertEqual(stack.shortcut_count, depth // jump_stride)
             self.assertEqual(tuple(trainer.model(frames).shape), (2, 5, 3))
 
+    def test_fixed_stack_arguments_reach_every_trial(self):
+        hypermodel = CBMHyperModel(
+            backbone(), num_classes=2, head_units=4, temporal_gate="recurrent"
+        )
+        stack = hypermodel.build(keras_tuner.HyperParameters()).model
+        stack = stack.get_layer("deep_cbm")
+        self.assertEqual(
+            [layer.temporal_gate for layer in stack.recurrent_layers],
+            ["recurrent"] * stack.depth,
+        )
+
     def test_trials_get_their_own_backbone_copy(self):
         cnn = backbone()
         hypermodel = CBMHyperModel(cnn, num_classes=2, head_units=4)

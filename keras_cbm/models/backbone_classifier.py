@@ -77,8 +77,9 @@ def backbone_classifier(
         num_classes: Positive integer, the number of classes.
         depth, filters, jump_stride, shortcut, pool_after, temporal_dropout,
             merge, activation, batch_norm, cell, temporal_gate,
-            kernel_initializer: The `DeepCBM` stack's arguments (`kernel_initializer` also serves
-            as its `recurrent_initializer`); the default initializer is the
+            kernel_initializer: The `DeepCBM` stack's arguments
+            (`kernel_initializer` also serves as its
+            `recurrent_initializer`); the default initializer is the
             reference's Xavier-normal of gain 3.0.
         frame_shape: The frame shape of the default backbone (a given
             backbone's own input shape is used instead).

@@ -1,6 +1,6 @@
-"""Each example, and `benchmarks/claims.py` and `benchmarks/
-coherence_weight.py` with `--quick`, end to end with tiny flags (each
-within a minute on 2 CPU cores)."""
+"""Each example, and `benchmarks/claims.py`, `coherence_weight.py` and
+`long_videos.py` with `--quick`, end to end with tiny flags (each within a
+minute on 2 CPU cores)."""
 
 import os
 import subprocess
@@ -184,3 +184,15 @@ def test_coherence_weight_quick(tmp_path):
     rows = [line for line in stdout.splitlines() if line.startswith("| 0")]
     rows += [line for line in stdout.splitlines() if line.startswith("| 80")]
     assert len(rows) == 2 and all("±" in row for row in rows)
+
+
+def test_long_videos_quick():
+    stdout = run_script("benchmarks/long_videos.py", "--quick", timeout=300)
+    rows = [line for line in stdout.splitlines() if line.startswith("| ")]
+    schemes = [row.split(" | ")[0][2:] for row in rows[1:]]
+    assert schemes == [
+        "full video",
+        "truncated, last 8",
+        "clips + handover + coherence 0.8",
+        "clips + handover, no coherence",
+    ]

@@ -17,7 +17,7 @@ from keras_cbm.data.video_index import open_video
 # overlapping clips, 180 frames, read fastest with no seek inside them).
 SEEK_AFTER_FRAMES = 64
 # Clip reads come back to the same files every epoch. Up to 128 MiB of
-# idle decoders a process: 9 files at 1280x720, 256 (the most) at 32x32.
+# idle decoders a process: 12 files at 1280x720, 256 (the most) at 32x32.
 CONTAINERS = ContainerPool(max_files=256, max_bytes=128 * 2**20)
 # Pixel formats whose first plane is 8-bit luma, full resolution.
 LUMA_FORMATS = (

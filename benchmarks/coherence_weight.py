@@ -13,7 +13,7 @@ The loss matters where its coherence loss falls below that of weight 0
 (the overlapping clips' predictions are pulled together); it helps where
 the accuracy rises above that of weight 0 by more than the seeds' spread.
 
-    python benchmarks/coherence_weight.py --seeds 2   # ~25 min, 2 CPU cores
+    python benchmarks/coherence_weight.py --seeds 2   # ~35 min, 2 CPU cores
     python benchmarks/coherence_weight.py --quick   # tiny, ~1 min
 """
 

@@ -26,15 +26,14 @@ resident memory of the process above what it held before training
 (`claims.PeakMemory`), the largest over the seeds; rows above
 `--memory-budget` MiB are marked.
 
-    python benchmarks/long_videos.py            # hours on 2 CPU cores
+    python benchmarks/long_videos.py            # ~2 h a seed, 2 CPU cores
     python benchmarks/long_videos.py --quick    # tiny, < 1 min
 
 At the defaults a training step of a 512-frame video costs seconds on 2
 CPU cores (the loop's 512 sequential steps, not its FLOPs, dominate):
-measured with 10 steps, on cores shared with two other runs, TensorFlow:
-full video 28 s a step at a peak of 8.4 GiB, truncated 6 s and 0.1 GiB,
-clips with handover 7-12 s and 0.5 GiB; on JAX the full video peaked at
-1.8 GiB.
+measured with 10 steps on quiet cores, TensorFlow: full video ~5 s a step
+at a peak of 1.6 GiB (8.4 GiB in a run with the cores shared; 1.8 GiB on
+JAX), truncated 1.3 s and 0.1 GiB, clips with handover 3 s and 0.5 GiB.
 """
 
 import os

@@ -533,7 +533,9 @@ def resize(frames, frame_size, interpolation):
     # are; not computing it saves a fifth of the main process's work per
     # clip-level read.
     same_size = tf.reduce_all(tf.shape(frames)[1:3] == frame_size)
-    return tf.cond(same_size, lambda: frames, resized)
+    frames = tf.cond(same_size, lambda: frames, resized)
+    frames.set_shape((None, *frame_size, None))  # Lost by the identity.
+    return frames
 
 
 def check_choice(name, value, choices):

@@ -311,8 +311,15 @@ def test_resize_rounds_tf_image_resize_and_keeps_frames_of_that_size(
     frames = tf.constant(frames.astype("uint8"))
     expected = tf.image.resize(frames, frame_size, method=interpolation)
     expected = np.clip(np.round(expected.numpy()), 0, 255)
-    resized = tf.function(video_directory.resize, reduce_retracing=True)(
-        tf.identity(frames), frame_size, interpolation
+    # Frames of unknown size, as decoded in a tf.data map.
+    resize = tf.function(
+        lambda frames: video_directory.resize(
+            frames, frame_size, interpolation
+        ),
+        input_signature=[tf.TensorSpec((None, None, None, 2), tf.uint8)],
     )
+    traced = resize.get_concrete_function().structured_outputs
+    assert traced.shape.as_list() == [None, *frame_size, 2]
+    resized = resize(frames)
     assert resized.dtype == tf.uint8
     np.testing.assert_array_equal(resized, expected)

@@ -2,7 +2,7 @@
 state handover, and how the traced graph grows with the clips per video.
 
 The main job (`examples/action_recognition.py`) trains a standalone deep
-CBM classifier with `CoherenceModel` on 4 clips of up to 24 steps per video,
+CBM classifier (here with the paper's T) with `CoherenceModel` on 4 clips of up to 24 steps per video,
 batches of 16 videos of 32x32 frames. For each number of clips, this script
 builds a fresh trainer and times its first `fit` step (tracing, compiling
 and one step), and counts the nodes of the traced training graph

@@ -15,6 +15,11 @@ Clips are read every `--frame-stride` frames so that a clip of
 label is the order of the agent's two motions, and a clip that lies inside
 one leg of the motion only narrows it to two classes.
 
+The CBM layers' temporal unit is gated (`--temporal-gate recurrent`, see
+the README's Memory section): telling the order of the two motions needs
+the first one remembered, and the paper's ungated T (`--temporal-gate
+none`) reaches 0.37-0.49 test accuracy in this budget against 1.00.
+
 Your own videos: `--videos DIR` trains on a folder of video files, one
 subfolder per class (with `DIR/train` and `DIR/test` folders of them, or
 20 % of the files held out for testing), decoding only the frames of the
@@ -128,6 +133,15 @@ def parse_args(argv=None, description=None, **defaults):
         nargs="+",
         default=[8, 16],
         help="CBM filters of each stage of residual blocks.",
+    )
+    add(
+        "--temporal-gate",
+        choices=("none", "input", "recurrent"),
+        default="recurrent",
+        help="The CBM's temporal unit: a gated T that remembers (see the "
+        "README's Memory section), or the paper's ungated T (none), which "
+        "in this budget learns the order of the two motions far less "
+        "reliably (test accuracy 0.37-0.49 against 1.00).",
     )
     add(
         "--blocks-per-stage",
@@ -391,6 +405,9 @@ def build_trainer(args, num_classes, frame_shape, steps):
         frame_shape=frame_shape,
         stage_filters=tuple(args.stage_filters),
         blocks_per_stage=args.blocks_per_stage,
+        temporal_gate=(
+            None if args.temporal_gate == "none" else args.temporal_gate
+        ),
     )
     trainer = training.CoherenceModel(
         net,

@@ -2,9 +2,11 @@
 `long_videos.py` with `--quick`, end to end with tiny flags (each within a
 minute on 2 CPU cores)."""
 
+import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -106,7 +108,11 @@ def test_classifier_examples_train_evaluate_and_save(tmp_path, name, config):
     assert "Test accuracy (per video, 3 videos)" in stdout
     assert "chance: 0.083" in stdout
     out = tmp_path / "out"
-    assert (out / "model.keras").is_file()
+    with zipfile.ZipFile(out / "model.keras") as saved:
+        config = json.loads(saved.read("config.json"))
+    # The default temporal unit is the gated one (the paper's T does not
+    # learn the motions' order in the job's budget).
+    assert '"temporal_gate": "recurrent"' in json.dumps(config)
     assert (out / "training_curves.png").stat().st_size > 1000
     assert (out / "saved_model" / "saved_model.pb").is_file()
 

@@ -6,8 +6,9 @@ CBM classifier (here with the paper's T) with `CoherenceModel` on 4 clips of
 up to 24 steps per video, batches of 16 videos of 32x32 frames. For each
 number of clips, this script builds a fresh trainer and times its first
 `fit` step (tracing, compiling and one step), and counts the nodes of the
-traced training graph (TensorFlow's graph and its function library). The handover graph must
-grow linearly with the clips: the increments per added clip are printed.
+traced training graph (TensorFlow's graph and its function library). The
+handover graph must grow linearly with the clips: the increments per added
+clip are printed.
 
     python benchmarks/trace_cost.py                # TensorFlow backend
     python benchmarks/trace_cost.py --clips 2 4 8 --batch-size 4

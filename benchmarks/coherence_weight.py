@@ -40,8 +40,11 @@ def parse_args(argv=None):
     add = parser.add_argument
     add("--weights", type=float, nargs="+", default=[0, 0.8, 8, 80, 800])
     add("--depth", type=int, default=5, help="Layers of the CBM stack.")
+    add("--learning-rate", type=float, default=3e-3)
     own, rest = parser.parse_known_args(argv)
     shared = claims.parse_args(rest)
+    # One rate: every weight trains at it, on the whole train split.
+    shared.learning_rates = [own.learning_rate]
     if shared.quick:
         own.depth = 2
         own.weights = [0, 80]
@@ -51,7 +54,7 @@ def parse_args(argv=None):
 def main(argv=None):
     own, args = parse_args(argv)
     start = time.perf_counter()
-    config, train, test, frame_shape, max_steps = claims.motion_order(args)
+    config, splits, frame_shape, max_steps = claims.motion_order(args)
     print(
         f"motion_order/{config.name}: {own.depth}-layer CBM, clips "
         f"({args.clips_per_video} of {args.min_length}-{args.max_length} "
@@ -69,20 +72,28 @@ def main(argv=None):
             "cell": "cbm",
             "scheme": "clips",
             "coherence": weight,
+            "batch_norm": True,
         }
         runs = []
         for seed in range(args.seeds):
             run = claims.run_row(
-                args, settings, train, test, frame_shape, max_steps, seed
+                args,
+                settings,
+                own.learning_rate,
+                *splits,
+                frame_shape,
+                max_steps,
+                seed,
             )
             runs.append(run)
             print(
                 f"weight {weight:g} seed {seed}: accuracy "
-                f"{run['accuracy']:.3f}, task loss {run['task_loss']:.3f}, "
+                f"{run['test_accuracy']:.3f}, "
+                f"task loss {run['task_loss']:.3f}, "
                 f"coherence loss {run['coherence_loss']:.2e}",
                 flush=True,
             )
-        accuracy = np.array([run["accuracy"] for run in runs])
+        accuracy = np.array([run["test_accuracy"] for run in runs])
         task = np.mean([run["task_loss"] for run in runs])
         coherence = np.mean([run["coherence_loss"] for run in runs])
         share = weight * coherence / (task + weight * coherence)

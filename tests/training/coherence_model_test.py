@@ -25,6 +25,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def deep_cbm_classifier():
+    """A batch-normalised `DeepCBM` classifier with a projected shortcut
+    (its batch normalisation lies outside the recurrent layers), seeded."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((None,) + FRAME_SHAPE),
+            layers.DeepCBM(
+                depth=3,
+                filters=4,
+                strides=[2, 1, 1],
+                jump_stride=2,
+                batch_norm=True,
+            ),
+            keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
 def as_numpy(dataset):
     return list(dataset.as_numpy_iterator())
 
@@ -216,6 +236,36 @@ class CoherenceFitTest(testing.TestCase):
             self.assertAllClose(
                 history.history["task_loss"][0], expected, atol=1e-5
             )
+
+    @parameterized.parameters(False, True)
+    def test_padding_does_not_reach_batch_statistics(self, state_handover):
+        # In training mode batch normalisation takes its statistics from the
+        # real frames only: more padding changes no real frame's output.
+        clips = fixed_clips(batch_size=2, clips=3, min_length=3, max_length=8)
+        inputs, _ = as_numpy(clips)[0]
+        steps = inputs["alignment"].shape[-1]
+        outputs = []
+        for extra in (0, 6):
+            # A fresh model each time: training-mode runs update the moving
+            # statistics that state handover's donor runs read.
+            trainer = CoherenceModel(
+                deep_cbm_classifier(), state_handover=state_handover
+            )
+            padded = {
+                "clips": np.pad(
+                    inputs["clips"], [(0, 0), (0, 0), (0, extra)] + [(0, 0)] * 3
+                ),
+                "alignment": np.pad(
+                    inputs["alignment"],
+                    [(0, 0), (0, 0), (0, extra)],
+                    constant_values=-1,
+                ),
+            }
+            outputs.append(
+                trainer.clip_outputs(padded, training=True)[:, :, :steps]
+            )
+        real = inputs["alignment"] >= 0
+        self.assertAllClose(outputs[0][real], outputs[1][real], atol=1e-5)
 
     @parameterized.parameters("last", "vote")
     def test_video_prediction_reads_clips_in_frame_order(self, aggregation):

@@ -281,7 +281,9 @@ def run(args):
                         f"{task} {family} depth {depth} {readout}: "
                         + ", ".join(
                             f"lr {rate:g} val {s[:, 0].mean():.3f} "
-                            f"test {s[:, 1].mean():.3f}"
+                            f"test {s[:, 1].mean():.3f} (seeds: "
+                            + " ".join(f"{t:.3f}" for t in s[:, 1])
+                            + ")"
                             for rate, s in scores.items()
                         ),
                         flush=True,

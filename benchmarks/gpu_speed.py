@@ -10,7 +10,9 @@ ratios printed side by side with their targets:
    its no-recurrence limit (the same convolutions over all frames at once,
    `layer_speed.NoRecurrenceLimit`: no recurrent layer can beat it) and
    `keras.layers.ConvLSTM2D`. Targets: CBM <= 1.5x the limit and <= 0.20x
-   ConvLSTM2D.
+   ConvLSTM2D. For information: `ConvCBM2D(unroll=True)` (no loop left
+   to XLA) and `temporal_gate="recurrent"` (the T that remembers, README
+   "Memory").
 2. The 15-layer stack at `--stack-shape` (the paper's backbone stack: 512
    filters on 7x7 features, a shortcut every 5 layers): `DeepCBM` with
    `cell="cbm"` against `cell="convlstm"`, forward + backward, both
@@ -62,7 +64,20 @@ from keras_cbm.training import CoherenceModel  # noqa: E402
 DEFAULT_SHAPES = "8x16x28x28x64,8x16x7x7x512,4x64x14x14x128"
 DEFAULT_STACK_SHAPE = "8x16x7x7x512"
 PRECISIONS = ("float32", "mixed_bfloat16")
+# Column names (the docstring says what each is).
+LAYER_COLUMNS = {
+    "cbm": "ConvCBM2D",
+    "limit": "limit",
+    "convlstm": "ConvLSTM2D",
+    "cbm_unroll": "CBM unrolled",
+    "cbm_rgated": "gated CBM",
+}
 LAYER_TARGETS = (("cbm", "limit", 1.5), ("cbm", "convlstm", 0.20))
+# Ratios printed for information.
+LAYER_RATIOS = LAYER_TARGETS + (
+    ("cbm_unroll", "limit", None),
+    ("cbm_rgated", "convlstm", None),
+)
 STACK_TARGET = 0.15
 # The main job's training batch and classifier (action_recognition.py).
 JOB = dict(
@@ -98,14 +113,26 @@ def as_model(layer, shape):
 
 def layer_variants(shape):
     """`{name: model}` for measurement 1, built under the current policy."""
-    filters = shape[-1]
-    cbm = ConvCBM2D(filters, 3, padding="same", return_sequences=True)
-    convlstm = keras.layers.ConvLSTM2D(
-        filters, 3, padding="same", return_sequences=True
+    conv_args = dict(
+        filters=shape[-1], kernel_size=3, padding="same", return_sequences=True
     )
-    variants = {"cbm": as_model(cbm, shape)}
-    variants["limit"] = as_model(layer_speed.NoRecurrenceLimit(cbm.cell), shape)
-    variants["convlstm"] = as_model(convlstm, shape)
+    cbm = ConvCBM2D(**conv_args)
+    variants = {
+        "cbm": as_model(cbm, shape),
+        "limit": as_model(layer_speed.NoRecurrenceLimit(cbm.cell), shape),
+        "convlstm": as_model(keras.layers.ConvLSTM2D(**conv_args), shape),
+        # Information: the loop unrolled, and the T that remembers.
+        "cbm_unroll": as_model(ConvCBM2D(unroll=True, **conv_args), shape),
+        "cbm_rgated": as_model(
+            ConvCBM2D(
+                temporal_gate="recurrent",
+                recurrent_activation="tanh",
+                merge="add",
+                **conv_args,
+            ),
+            shape,
+        ),
+    }
     return variants
 
 
@@ -199,11 +226,13 @@ def verdict(ratio, target):
 
 def report_layers(args):
     print("\n1. One layer, forward + backward (ms)")
-    print(
-        "| shape B,T,H,W,C | precision | ConvCBM2D | no-recurrence limit | "
-        "ConvLSTM2D | CBM / limit | CBM / ConvLSTM2D |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    ratio_names = [
+        f"{LAYER_COLUMNS[a]} / {LAYER_COLUMNS[b]}" for a, b, _ in LAYER_RATIOS
+    ]
+    columns = ["shape B,T,H,W,C", "precision"]
+    columns += list(LAYER_COLUMNS.values()) + ratio_names
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
     summary = []
     for shape in args.shapes:
         for precision in PRECISIONS:
@@ -211,22 +240,16 @@ def report_layers(args):
             times = time_forward_backward(
                 layer_variants(shape), shape, args.runs
             )
-            ratios = [times[a] / times[b] for a, b, _ in LAYER_TARGETS]
-            print(
-                f"| {shape_text(shape)} | {precision} | "
-                + " | ".join(
-                    f"{1e3 * times[n]:.2f}"
-                    for n in ("cbm", "limit", "convlstm")
-                )
-                + " | "
-                + " | ".join(f"{r:.2f}" for r in ratios)
-                + " |",
-                flush=True,
-            )
-            for (a, b, target), ratio in zip(
-                LAYER_TARGETS, ratios, strict=True
-            ):
-                summary.append((shape, precision, f"{a} / {b}", ratio, target))
+            ratios = [times[a] / times[b] for a, b, _ in LAYER_RATIOS]
+            cells = [shape_text(shape), precision]
+            cells += [f"{1e3 * times[name]:.2f}" for name in LAYER_COLUMNS]
+            cells += [f"{ratio:.2f}" for ratio in ratios]
+            print("| " + " | ".join(cells) + " |", flush=True)
+            for (a, b, target), ratio in zip(LAYER_RATIOS, ratios, strict=True):
+                if target is not None:
+                    summary.append(
+                        (shape, precision, f"{a} / {b}", ratio, target)
+                    )
     return summary
 
 

@@ -1,5 +1,11 @@
 """Decodes the frames of a video file with PyAV: all of them, or only given
-ones, seeking to the keyframe before each run of wanted frames."""
+ones, seeking to the keyframe before each run of wanted frames, or decoding
+from the start where the file's timestamps cannot identify frames.
+
+Frames come out as a player shows them: turned and mirrored as the
+stream's display matrix says (phones' portrait videos), and scaled to the
+first frame's size where the size changes in the middle of the file.
+"""
 
 import functools
 
@@ -19,6 +25,10 @@ SEEK_AFTER_FRAMES = 64
 # Clip reads come back to the same files every epoch. Up to 128 MiB of
 # idle decoders a process: 12 files at 1280x720, 256 (the most) at 32x32.
 CONTAINERS = ContainerPool(max_files=256, max_bytes=128 * 2**20)
+# Decoders that read `skip_frame` at every packet. libdav1d (AV1) reads it
+# once, when opened: opened while skipping, it never outputs a
+# non-reference frame again.
+SKIPPING_DECODERS = ("h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4")
 # Pixel formats whose first plane is 8-bit luma, full resolution.
 LUMA_FORMATS = (
     "yuv420p",
@@ -32,12 +42,14 @@ LUMA_FORMATS = (
 PIXEL_FORMATS = {"rgb": ("rgb24", 3), "grayscale": ("gray", 1)}
 
 
-def read_video(path, color_mode="rgb"):
+def read_video(path, color_mode="rgb", apply_rotation=True):
     """Decodes every frame of a video file.
 
     Args:
         path: The file.
         color_mode: `"rgb"` or `"grayscale"`.
+        apply_rotation: Whether to turn the frames as the file's display
+            matrix says.
 
     Returns:
         uint8 array `(num_frames, height, width, channels)`.
@@ -45,34 +57,28 @@ def read_video(path, color_mode="rgb"):
     Raises:
         VideoFileError: when the file cannot be decoded or has no frames.
     """
-    container, stream = open_video(path)
-    with container:
-        frames = FrameConverter(color_mode)
-        try:
-            for frame in container.decode(stream):
-                frames.append(frame)
-        except av.FFmpegError as error:
-            raise VideoFileError(path, error) from error
-    if not frames.arrays:
-        raise VideoFileError(path, "it has no video frames")
-    return frames.stack()
+    return read_sequentially(path, None, color_mode, apply_rotation)
 
 
-def read_frames(path, indices, color_mode="rgb"):
+def read_frames(path, indices, color_mode="rgb", apply_rotation=True):
     """Decodes the frames of a video file at the given indices only.
 
-    For each run of wanted frames it seeks to the last keyframe at or
-    before the run's first frame and decodes to the run's last frame; a new
-    run starts where the keyframe before the next wanted frame lies more
-    than `SEEK_AFTER_FRAMES` frames ahead. Frames are identified by their
-    timestamps (`video_index.frame_index`), never by counting after a seek,
-    and a wanted frame the decoder does not output is an error: a frame is
-    never silently another one.
+    Frame `k` is the `k`-th frame a sequential decode outputs. Where the
+    file's frame index trusts its timestamps (`video_index.frame_index`),
+    for each run of wanted frames it seeks to the last keyframe at or
+    before the run's first frame and decodes to the run's last frame; a
+    new run starts where the keyframe before the next wanted frame lies
+    more than `SEEK_AFTER_FRAMES` frames ahead. Frames are identified by
+    their timestamps, never by counting after a seek. Otherwise, and where
+    a seek loses a wanted frame, it decodes from the start and counts: a
+    frame is never silently another one.
 
     Args:
         path: The file.
         indices: Sorted, distinct frame indices (0 is the first frame).
         color_mode: `"rgb"` or `"grayscale"`.
+        apply_rotation: Whether to turn the frames as the file's display
+            matrix says.
 
     Returns:
         uint8 array `(len(indices), height, width, channels)`.
@@ -81,41 +87,86 @@ def read_frames(path, indices, color_mode="rgb"):
         VideoFileError: when the file cannot be decoded or lacks a wanted
             frame.
     """
-    timestamps, keyframes = frame_index(path)
+    index = frame_index(path)
     indices = np.asarray(indices, "int64")
-    if indices.size and (indices[0] < 0 or indices[-1] >= len(timestamps)):
+    if indices.size and (indices[0] < 0 or indices[-1] >= index.num_frames):
         raise VideoFileError(
             path,
             f"frames {indices[0]}..{indices[-1]} were asked and it has "
-            f"{len(timestamps)}",
+            f"{index.num_frames}",
         )
+    if index.sequential or not indices.size:
+        return read_sequentially(path, indices, color_mode, apply_rotation)
+    timestamps = index.timestamps
     wanted = timestamps[indices]
-    keyframe, seek = keyframes_before(keyframes, wanted)
+    keyframe, seek = keyframes_before(index.keyframes, wanted)
     # A new run starts at wanted frame i when its keyframe lies more than
     # SEEK_AFTER_FRAMES frames after wanted frame i - 1.
     gaps = np.searchsorted(timestamps, keyframe[1:]) - indices[:-1]
     starts_run = np.concatenate([[True], gaps > SEEK_AFTER_FRAMES])
     with CONTAINERS.open(path) as (container, stream):
         read = functools.partial(
-            decode_runs, container, stream, wanted, seek, starts_run, color_mode
+            decode_runs,
+            container,
+            stream,
+            wanted,
+            seek,
+            starts_run,
+            FrameConverter(color_mode, apply_rotation),
         )
         try:
             try:
-                return read(skip_unwanted=True)
+                return read(
+                    skip_unwanted=stream.codec_context.name in SKIPPING_DECODERS
+                )
             except LookupError:
                 # A packet may hold more frames than its timestamp names
                 # (e.g. AVI's packed B-frames): read again, skipping none.
                 return read(skip_unwanted=False)
         except av.FFmpegError as error:
             raise VideoFileError(path, error) from error
-        except LookupError as error:
+        except LookupError:
+            pass
+    # The timestamps misled past the frames checked when indexing.
+    return read_sequentially(path, indices, color_mode, apply_rotation)
+
+
+def read_sequentially(path, indices, color_mode, apply_rotation):
+    """Decodes `path` from its start, keeping the frames at `indices`
+    (sorted; `None`: all)."""
+    frames = FrameConverter(color_mode, apply_rotation)
+    # A fresh container: after a seek, a file whose timestamps restart
+    # could not seek back to its start by timestamp.
+    container, stream = open_video(path)
+    with container:
+        wanted = None if indices is None else iter(indices.tolist())
+        target = None if wanted is None else next(wanted, None)
+        try:
+            for position, frame in enumerate(container.decode(stream)):
+                if wanted is None:
+                    frames.append(frame)
+                    continue
+                if target is None:
+                    break
+                if position == target:
+                    frames.append(frame)
+                    target = next(wanted, None)
+        except av.FFmpegError as error:
             raise VideoFileError(path, error) from error
+    if wanted is not None and target is not None:
+        raise VideoFileError(
+            path, f"it ends before frame {target} in a decode from its start"
+        )
+    if wanted is None and not frames.arrays:
+        raise VideoFileError(path, "it has no video frames")
+    return frames.stack()
 
 
 def decode_runs(
-    container, stream, wanted, seek, starts_run, color_mode, skip_unwanted
+    container, stream, wanted, seek, starts_run, frames, skip_unwanted
 ):
-    """Decodes the wanted frames, run by run; returns them stacked.
+    """Decodes the wanted frames, run by run, into `frames` (emptied
+    first); returns them stacked.
 
     With `skip_unwanted`, the packets of unwanted frames that no frame
     refers to are not decoded (`skip_frame="NONREF"`; a tenth of the
@@ -124,7 +175,7 @@ def decode_runs(
     Raises:
         LookupError: when a wanted frame is not decoded.
     """
-    frames = FrameConverter(color_mode)
+    frames.clear()
     codec = stream.codec_context
     wanted_set = set(wanted.tolist()) if skip_unwanted else None
     try:
@@ -191,35 +242,59 @@ def keyframes_before(keyframes, timestamps):
 
 
 class FrameConverter:
-    """Collects decoded frames as uint8 arrays of one pixel format."""
+    """Collects decoded frames as uint8 arrays of one pixel format, of the
+    first frame's size, turned as the stream's display matrix says."""
 
-    def __init__(self, color_mode):
+    def __init__(self, color_mode, apply_rotation=True):
         self.pixel_format, self.channels = PIXEL_FORMATS[color_mode]
+        self.apply_rotation = apply_rotation
         # One converter for all frames: a new FFmpeg scaler per frame costs
         # ten times the decoding of a small frame.
         self.reformatter = VideoReformatter()
+        self.clear()
+
+    def clear(self):
+        """Forgets the frames collected."""
         self.arrays = []
         # Per frame, the `gray_table` arguments its luma plane needs, or
         # `None` for a converted frame.
         self.gray_tables = []
+        self.size = None
+        self.orientation = None
 
     def append(self, frame):
-        if self.pixel_format == "gray" and frame.format.name in LUMA_FORMATS:
+        if self.size is None:
+            self.size = (frame.width, frame.height)
+            # The display matrix is the stream's (coded side data, copied
+            # to every frame): read once.
+            self.orientation = (
+                orientation(frame) if self.apply_rotation else None
+            )
+        same_size = (frame.width, frame.height) == self.size
+        if (
+            same_size
+            and self.pixel_format == "gray"
+            and frame.format.name in LUMA_FORMATS
+        ):
             # The luma plane, mapped to gray when stacked: FFmpeg's own gray
             # conversion is ~40x slower on small frames, and one table
             # lookup for all frames 3x faster than one per frame.
             plane = frame.planes[0]
             luma = np.frombuffer(plane, "uint8").reshape(-1, plane.line_size)
-            self.arrays.append(luma[: frame.height, : frame.width])
+            array = luma[: frame.height, : frame.width]
             self.gray_tables.append(
                 (frame.format.name.startswith("yuvj"), int(frame.color_range))
             )
         else:
+            # A frame of another size than the first is scaled to it, so
+            # that a file's frames stack (a stream that changes size).
+            width, height = self.size
             converted = self.reformatter.reformat(
-                frame, format=self.pixel_format
+                frame, format=self.pixel_format, width=width, height=height
             )
-            self.arrays.append(converted.to_ndarray())
+            array = converted.to_ndarray()
             self.gray_tables.append(None)
+        self.arrays.append(turn(array, self.orientation))
 
     def stack(self):
         tables = set(self.gray_tables)
@@ -237,6 +312,39 @@ class FrameConverter:
                 ]
             )
         return frames.reshape(frames.shape[:3] + (self.channels,))
+
+
+def orientation(frame):
+    """The signs `(a, b, c, d)` of the 2x2 part of `frame`'s display
+    matrix, rounded to the nearest right angle, or `None` for none.
+
+    FFmpeg's display matrix maps a stored pixel at column `p`, row `q` to
+    the shown position `(a * p + c * q, b * p + d * q)`."""
+    matrix = frame.side_data.get("DISPLAYMATRIX")
+    if matrix is None:
+        return None
+    a, b, _, c, d = np.frombuffer(bytes(matrix), "<i4")[:5]
+    if abs(a) + abs(d) >= abs(b) + abs(c):
+        b = c = 0
+    else:
+        a = d = 0
+    signs = tuple(int(np.sign(value)) for value in (a, b, c, d))
+    return None if signs == (1, 0, 0, 1) else signs
+
+
+def turn(array, orientation):
+    """`array` (rows, columns, ...) as the display matrix signs
+    `orientation` (see `orientation`) show it: a view."""
+    if orientation is None:
+        return array
+    a, b, c, d = orientation
+    if a == 0:
+        # Shown columns are stored rows and shown rows stored columns.
+        array = np.swapaxes(array, 0, 1)
+        row_sign, column_sign = b, c
+    else:
+        row_sign, column_sign = d, a
+    return array[:: row_sign or 1, :: column_sign or 1]
 
 
 @functools.cache

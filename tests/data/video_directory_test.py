@@ -13,8 +13,8 @@ from keras_cbm.data import video_directory
 from keras_cbm.data import video_reader
 from keras_cbm.data.video_index import count_frames
 from keras_cbm.data.video_reader import read_frames
-from tests.data.video_files import frame_indices
-from tests.data.video_files import write_video
+from tests.data.index_videos import frame_indices
+from tests.data.index_videos import write_video
 from tests.data.videos import collect
 
 # Path -> frames: every class holds every container.

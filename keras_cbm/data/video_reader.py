@@ -25,10 +25,18 @@ SEEK_AFTER_FRAMES = 64
 # Clip reads come back to the same files every epoch. Up to 128 MiB of
 # idle decoders a process: 12 files at 1280x720, 256 (the most) at 32x32.
 CONTAINERS = ContainerPool(max_files=256, max_bytes=128 * 2**20)
-# Decoders that read `skip_frame` at every packet. libdav1d (AV1) reads it
-# once, when opened: opened while skipping, it never outputs a
-# non-reference frame again.
-SKIPPING_DECODERS = ("h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4")
+# FFmpeg's own decoders that read `skip_frame` at every frame. libdav1d
+# (AV1) reads it once, when opened: opened while skipping, it never
+# outputs a non-reference frame again.
+SKIPPING_DECODERS = (
+    "h264",
+    "hevc",
+    "mpeg1video",
+    "mpeg2video",
+    "mpeg4",
+    "vp8",
+    "vp9",
+)
 # Pixel formats whose first plane is 8-bit luma, full resolution.
 LUMA_FORMATS = (
     "yuv420p",

@@ -9,7 +9,7 @@ from keras_cbm.data import overlapping_clips
 from keras_cbm.data import uniform_clips
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
-from keras_cbm.data import video_directory
+from keras_cbm.data import frame_resize
 from keras_cbm.data import video_reader
 from keras_cbm.data.video_index import count_frames
 from keras_cbm.data.video_reader import read_frames
@@ -54,9 +54,7 @@ def test_frame_counts_match_the_frames_decoded(video_dir, name, index_cache):
     with av.open(path) as container:
         decoded = sum(1 for _ in container.decode(video=0))
     assert count_frames(path) == decoded == VIDEOS[name]
-    # MP4 counts come from the container; the others from a cached index.
-    cached = os.listdir(index_cache) if index_cache.exists() else []
-    assert len(cached) == (0 if name.endswith(".mp4") else 1)
+    assert len(os.listdir(index_cache)) == 1  # Indexed once, cached.
 
 
 @pytest.mark.parametrize("seek_after_frames", [0, 64])
@@ -276,7 +274,7 @@ def test_a_file_that_breaks_after_indexing(tmp_path, on_error):
         with pytest.raises(Exception, match="a.avi"):
             collect(clips)
         return
-    with pytest.warns(UserWarning, match="Skipped 1 video file"):
+    with pytest.warns(UserWarning, match=r"Skipped video file .*a\.avi"):
         elements = collect(clips)
     assert [clips.file_paths[i["video_id"]] for i, _ in elements] == [
         str(tmp_path / "good" / "b.mp4")
@@ -302,7 +300,7 @@ def test_bad_arguments_are_named(video_dir, arguments, message):
     assert "Received:" in str(error.value)
 
 
-@pytest.mark.parametrize("interpolation", video_directory.INTERPOLATIONS)
+@pytest.mark.parametrize("interpolation", frame_resize.INTERPOLATIONS)
 @pytest.mark.parametrize("frame_size", [(5, 7), (6, 9)])
 def test_resize_rounds_tf_image_resize_and_keeps_frames_of_that_size(
     interpolation, frame_size
@@ -313,7 +311,7 @@ def test_resize_rounds_tf_image_resize_and_keeps_frames_of_that_size(
     expected = np.clip(np.round(expected.numpy()), 0, 255)
     # Frames of unknown size, as decoded in a tf.data map.
     resize = tf.function(
-        lambda frames: video_directory.resize(
+        lambda frames: frame_resize.resize(
             frames, frame_size, interpolation
         ),
         input_signature=[tf.TensorSpec((None, None, None, 2), tf.uint8)],

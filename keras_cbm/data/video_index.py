@@ -98,12 +98,15 @@ class FrameIndex:
             later, so a seek to it never lands after the keyframe.
         sequential: Why the timestamps cannot identify frames (the file is
             read by decoding from its start), or `""` where they can.
+        first_size: `(width, height)` of the first frame, the size of all
+            frames read (a file whose size changes is scaled to it).
     """
 
     num_frames: int
     timestamps: np.ndarray
     keyframes: np.ndarray
     sequential: str
+    first_size: tuple
 
 
 def count_frames(path):
@@ -153,6 +156,7 @@ def cached_frame_index(path, size, mtime_ns):
             index,
             num_frames=int(index.num_frames),
             sequential=str(index.sequential),
+            first_size=tuple(index.first_size.tolist()),
         )
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -181,16 +185,18 @@ def read_frame_index(path):
     """Reads the `FrameIndex` of a file: demuxes it, checks that it is
     whole, and that its timestamps say the decode order."""
     timestamps, packets = demux_timestamps(path)
+    sorted_timestamps = np.sort(timestamps)
+    decoded, first_size = decode_start(path, len(timestamps))
     reason = timestamp_fault(timestamps, packets)
-    if not reason:
-        sorted_timestamps = np.sort(timestamps)
-        reason = decode_order_fault(path, sorted_timestamps)
+    if not reason and decoded != sorted_timestamps[: len(decoded)].tolist():
+        reason = "its decoder outputs frames out of timestamp order"
     if reason:
         return FrameIndex(
             num_frames=decoded_frames(path),
             timestamps=np.zeros(0, "int64"),
             keyframes=np.zeros((0, 2), "int64"),
             sequential=reason,
+            first_size=first_size,
         )
     # Keyframes as (presentation, decoding) pairs, by presentation time.
     seek_points = packets[:, 1:][packets[:, 0] == 1]
@@ -199,6 +205,7 @@ def read_frame_index(path):
         timestamps=sorted_timestamps,
         keyframes=seek_points[np.argsort(seek_points[:, 0], kind="stable")],
         sequential="",
+        first_size=first_size,
     )
 
 
@@ -283,26 +290,28 @@ def timestamp_fault(timestamps, packets):
     return ""
 
 
-def decode_order_fault(path, sorted_timestamps):
-    """Decodes the first `CHECKED_FRAMES` frames; returns why their
-    timestamps are not the first sorted ones (the order a decoder outputs
-    frames in), or `""`."""
-    wanted = min(CHECKED_FRAMES, len(sorted_timestamps))
-    decoded = []
+def decode_start(path, num_frames):
+    """Decodes the first `CHECKED_FRAMES` frames (of `num_frames`).
+
+    Returns:
+        `(timestamps, first_size)`: the timestamps of the frames in the
+        order the decoder outputs them (-1 for none), and `(width,
+        height)` of the first.
+    """
+    timestamps, first_size = [], None
     container, stream = open_video(path)
     with container:
         try:
             for frame in container.decode(stream):
-                decoded.append(-1 if frame.pts is None else frame.pts)
-                if len(decoded) == wanted:
+                first_size = first_size or (frame.width, frame.height)
+                timestamps.append(-1 if frame.pts is None else frame.pts)
+                if len(timestamps) == min(CHECKED_FRAMES, num_frames):
                     break
         except av.FFmpegError as error:
             raise VideoFileError(path, error) from error
-    if not decoded:
+    if not timestamps:
         raise VideoFileError(path, "FFmpeg decodes none of its frames")
-    if decoded != sorted_timestamps[: len(decoded)].tolist():
-        return "its decoder outputs frames out of timestamp order"
-    return ""
+    return timestamps, first_size
 
 
 def decoded_frames(path):

@@ -65,7 +65,9 @@ def read_video(path, color_mode="rgb", apply_rotation=True):
     Raises:
         VideoFileError: when the file cannot be decoded or has no frames.
     """
-    return read_sequentially(path, None, color_mode, apply_rotation)
+    return read_sequentially(
+        path, None, FrameConverter(color_mode, apply_rotation)
+    )
 
 
 def read_frames(path, indices, color_mode="rgb", apply_rotation=True):
@@ -103,8 +105,9 @@ def read_frames(path, indices, color_mode="rgb", apply_rotation=True):
             f"frames {indices[0]}..{indices[-1]} were asked and it has "
             f"{index.num_frames}",
         )
-    if index.sequential or not indices.size:
-        return read_sequentially(path, indices, color_mode, apply_rotation)
+    frames = FrameConverter(color_mode, apply_rotation, index.first_size)
+    if index.sequential:
+        return read_sequentially(path, indices, frames)
     timestamps = index.timestamps
     wanted = timestamps[indices]
     keyframe, seek = keyframes_before(index.keyframes, wanted)
@@ -120,7 +123,7 @@ def read_frames(path, indices, color_mode="rgb", apply_rotation=True):
             wanted,
             seek,
             starts_run,
-            FrameConverter(color_mode, apply_rotation),
+            frames,
         )
         try:
             try:
@@ -136,13 +139,14 @@ def read_frames(path, indices, color_mode="rgb", apply_rotation=True):
         except LookupError:
             pass
     # The timestamps misled past the frames checked when indexing.
-    return read_sequentially(path, indices, color_mode, apply_rotation)
+    return read_sequentially(path, indices, frames)
 
 
-def read_sequentially(path, indices, color_mode, apply_rotation):
-    """Decodes `path` from its start, keeping the frames at `indices`
-    (sorted; `None`: all)."""
-    frames = FrameConverter(color_mode, apply_rotation)
+def read_sequentially(path, indices, frames):
+    """Decodes `path` from its start into the `FrameConverter` `frames`
+    (emptied first), keeping the frames at `indices` (sorted; `None`:
+    all); returns them stacked."""
+    frames.clear()
     # A fresh container: after a seek, a file whose timestamps restart
     # could not seek back to its start by timestamp.
     container, stream = open_video(path)
@@ -250,12 +254,20 @@ def keyframes_before(keyframes, timestamps):
 
 
 class FrameConverter:
-    """Collects decoded frames as uint8 arrays of one pixel format, of the
-    first frame's size, turned as the stream's display matrix says."""
+    """Collects decoded frames as uint8 arrays of one pixel format and
+    size, turned as the stream's display matrix says.
 
-    def __init__(self, color_mode, apply_rotation=True):
+    Args:
+        color_mode: `"rgb"` or `"grayscale"`.
+        apply_rotation: Whether to turn frames as the display matrix says.
+        size: `(width, height)` to scale frames of another size to
+            (`None`: the first frame's).
+    """
+
+    def __init__(self, color_mode, apply_rotation=True, size=None):
         self.pixel_format, self.channels = PIXEL_FORMATS[color_mode]
         self.apply_rotation = apply_rotation
+        self.first_size = size
         # One converter for all frames: a new FFmpeg scaler per frame costs
         # ten times the decoding of a small frame.
         self.reformatter = VideoReformatter()
@@ -267,12 +279,12 @@ class FrameConverter:
         # Per frame, the `gray_table` arguments its luma plane needs, or
         # `None` for a converted frame.
         self.gray_tables = []
-        self.size = None
+        self.size = self.first_size
         self.orientation = None
 
     def append(self, frame):
-        if self.size is None:
-            self.size = (frame.width, frame.height)
+        if not self.arrays:
+            self.size = self.size or (frame.width, frame.height)
             # The display matrix is the stream's (coded side data, copied
             # to every frame): read once.
             self.orientation = (

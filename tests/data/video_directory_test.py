@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_cbm.data import frame_resize
 from keras_cbm.data import overlapping_clips
 from keras_cbm.data import uniform_clips
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
-from keras_cbm.data import frame_resize
 from keras_cbm.data import video_reader
 from keras_cbm.data.video_index import count_frames
 from keras_cbm.data.video_reader import read_frames
@@ -311,9 +311,7 @@ def test_resize_rounds_tf_image_resize_and_keeps_frames_of_that_size(
     expected = np.clip(np.round(expected.numpy()), 0, 255)
     # Frames of unknown size, as decoded in a tf.data map.
     resize = tf.function(
-        lambda frames: frame_resize.resize(
-            frames, frame_size, interpolation
-        ),
+        lambda frames: frame_resize.resize(frames, frame_size, interpolation),
         input_signature=[tf.TensorSpec((None, None, None, 2), tf.uint8)],
     )
     traced = resize.get_concrete_function().structured_outputs

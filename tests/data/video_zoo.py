@@ -96,6 +96,7 @@ ZOO = {
     "rotated_270.mp4": Video("libx265", rotation=-90),
     "mirrored.mp4": Video(rotation=0, hflip=True),
     "rotated_90_mirrored.mov": Video("mpeg4", rotation=90, hflip=True),
+    "portrait.mp4": Video(rotation=-90, sizes=((16, SIZE),)),
     # Timestamps that do not say the decode order.
     "repeated_timestamps.mkv": Video("mpeg4", timestamps=REPEATED),
     "repeated_timestamps.webm": Video("libvpx", timestamps=REPEATED),

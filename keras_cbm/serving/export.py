@@ -217,7 +217,9 @@ def export(
       for a CBM layer, `[h, c]` for `LSTM` and `ConvLSTM*`, `[h]` for
       `GRU`). Zero states start a video; the probabilities of frame `t`
       equal those of frame `t` in one run over the video. The client keeps
-      the states, so one server follows any number of live videos.
+      the states, so one server follows any number of live videos. A
+      state holding NaN or Inf is refused (`InvalidArgumentError` naming
+      it), as it would make every later output NaN.
     - `state_layers()`: `{"layers": (N,) strings}`, the name of the
       recurrent layer that `state_k` belongs to at index `k - 1`.
 
@@ -406,6 +408,14 @@ def _add_classifier_endpoints(
         checks = [
             _assert_batch(spec.name, state, batch)
             for spec, state in zip(state_specs, states, strict=True)
+        ] + [
+            # A NaN or Inf state would turn every later output into NaN
+            # without an error: refused, naming the state.
+            tf.debugging.assert_all_finite(
+                state, message=f"`{spec.name}` must be finite. Received"
+            )
+            for spec, state in zip(state_specs, states, strict=True)
+            if spec.dtype.is_floating
         ]
         # Nested again as `RecurrentStates` takes them: per layer.
         nested, start = [], 0

@@ -394,6 +394,29 @@ class ServingInputsTest(testing.TestCase):
         }
         self.assertEqual(self.step(**zeros)["probabilities"].shape, (1, 3))
 
+    def test_step_refuses_non_finite_states_naming_them(self):
+        inputs = {
+            name: np.zeros((2, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
+            for name, spec in self.specs.items()
+        }
+        floating = [
+            name
+            for name, spec in self.specs.items()
+            if name != "frame" and spec.dtype.is_floating
+        ]
+        self.assertNotEmpty(floating)
+        for name in floating:
+            for bad in (np.nan, np.inf, -np.inf):
+                faulty = dict(inputs)
+                faulty[name] = inputs[name].copy()
+                faulty[name].reshape(-1)[-1] = bad
+                with self.assertRaisesRegex(
+                    tf.errors.InvalidArgumentError, f"`{name}` must be finite"
+                ):
+                    self.step(**faulty)
+        outputs = self.step(**inputs)
+        self.assertTrue(np.isfinite(outputs["probabilities"]).all())
+
     def assertRefusalNames(self, message, fault, target, spec, names):
         if fault == "missing":
             self.assertIn(f"missing a required argument: '{target}'", message)

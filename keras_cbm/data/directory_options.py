@@ -2,10 +2,11 @@
 with messages that name the argument, what it must be and what it got."""
 
 import dataclasses
-import numbers
-import operator
 import os
 
+from keras_cbm.data.arguments import check_choice
+from keras_cbm.data.arguments import check_frame_size
+from keras_cbm.data.arguments import check_seed
 from keras_cbm.data.file_split import check_split_arguments
 from keras_cbm.data.frame_resize import INTERPOLATIONS
 from keras_cbm.data.video_reader import PIXEL_FORMATS
@@ -84,48 +85,4 @@ def check_directory(directory):
         raise ValueError(
             "`directory` must be the path of an existing folder, a str or "
             f"an os.PathLike. Received: directory={directory!r}"
-        )
-
-
-def check_seed(seed):
-    """Returns `seed` as a Python int (or `None`); raises `ValueError`
-    unless it is `None` or an integer (NumPy integers too)."""
-    if seed is None:
-        return None
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        return operator.index(seed)
-    except TypeError:
-        raise ValueError(
-            f"`seed` must be None or an integer. Received: seed={seed!r}"
-        ) from None
-
-
-def check_choice(name, value, choices):
-    """Raises `ValueError` unless `value` is one of `choices`."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
-        )
-
-
-def check_frame_size(frame_size):
-    """Raises `ValueError` unless `frame_size` is `None` or two positive
-    integers."""
-    if frame_size is None:
-        return
-    if (
-        not isinstance(frame_size, (list, tuple))
-        or len(frame_size) != 2
-        or not all(
-            isinstance(side, numbers.Integral)
-            and not isinstance(side, bool)
-            and side > 0
-            for side in frame_size
-        )
-    ):
-        raise ValueError(
-            "`frame_size` must be None or (height, width), two positive "
-            f"integers. Received: frame_size={frame_size!r}"
         )

@@ -8,6 +8,7 @@ first frame's size where the size changes in the middle of the file.
 """
 
 import functools
+import warnings
 
 import av
 import numpy as np
@@ -136,9 +137,13 @@ def read_frames(path, indices, color_mode="rgb", apply_rotation=True):
                 return read(skip_unwanted=False)
         except av.FFmpegError as error:
             raise VideoFileError(path, error) from error
-        except LookupError:
-            pass
-    # The timestamps misled past the frames checked when indexing.
+        except LookupError as error:
+            # The timestamps misled past the frames checked when indexing.
+            warnings.warn(
+                f"Video file {path!r} is decoded from its start for this "
+                f"read: {error} after a seek.",
+                stacklevel=2,
+            )
     return read_sequentially(path, indices, frames)
 
 

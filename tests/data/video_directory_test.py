@@ -111,6 +111,21 @@ def test_a_read_that_skipping_breaks_is_read_again_without(
     assert skipping[0] and not any(skipping[1:])
 
 
+def test_a_read_that_seeking_breaks_decodes_from_the_start(
+    video_dir, monkeypatch
+):
+    def decode_run_losing_every_frame(*args):
+        raise LookupError("the frame at timestamp 3 is missing")
+
+    monkeypatch.setattr(
+        video_reader, "decode_run", decode_run_losing_every_frame
+    )
+    path = os.path.join(video_dir, "jump/a.mp4")
+    with pytest.warns(UserWarning, match="a.mp4.*decoded from its start"):
+        frames = read_frames(path, [3, 4, 20])
+    np.testing.assert_array_equal(frame_indices(frames), [3, 4, 20])
+
+
 def test_whole_videos_show_every_frame_in_order(video_dir):
     videos = video_dataset_from_directory(
         video_dir, color_mode="grayscale", frame_size=(16, 16), seed=0

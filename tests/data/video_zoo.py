@@ -239,9 +239,9 @@ def expected_frames(path, video):
     with av.open(path) as container:
         for frame in container.decode(video=0):
             if frames:
-                # Scaled in the same step as converted, as readers do.
+                # Scaled in its own pixel format, then converted.
                 height, width = frames[0].shape[:2]
-                frame = frame.reformat(width, height, "rgb24")
+                frame = frame.reformat(width, height)
             frames.append(frame.to_ndarray(format="rgb24"))
     return np.stack([orient(frame, video) for frame in frames])
 

@@ -30,7 +30,7 @@ def run(strategy):
         model = tiny_model()
         trainer = CoherenceModel(model, coherence_weight=1.0)
         trainer.compile(
-            keras.optimizers.SGD(0.5),
+            keras.optimizers.SGD(0.1),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )

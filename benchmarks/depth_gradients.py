@@ -29,22 +29,22 @@ from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
 
 # The stacks compared: `DeepCBM` arguments beyond the shared layout.
 STACKS = {
-    "cbm": {"cell": "cbm"},
+    "cbm": {"layer_type": "cbm"},
     # The gated T's options, with the settings `benchmarks/memory_tasks.md`
     # measured best.
     "cbm-gated": {
-        "cell": "cbm",
+        "layer_type": "cbm",
         "temporal_gate": "input",
         "recurrent_activation": "tanh",
         "merge": "add",
     },
     "cbm-rgated": {
-        "cell": "cbm",
+        "layer_type": "cbm",
         "temporal_gate": "recurrent",
         "recurrent_activation": "tanh",
         "merge": "add",
     },
-    "convlstm": {"cell": "convlstm"},
+    "convlstm": {"layer_type": "convlstm"},
 }
 
 

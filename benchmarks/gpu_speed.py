@@ -15,7 +15,7 @@ ratios printed side by side with their targets:
    "Memory").
 2. The 15-layer stack at `--stack-shape` (the paper's backbone stack: 512
    filters on 7x7 features, a shortcut every 5 layers): `DeepCBM` with
-   `cell="cbm"` against `cell="convlstm"`, forward + backward, both
+   `layer_type="cbm"` against `layer_type="convlstm"`, forward + backward, both
    precisions. Target: CBM <= 0.15x ConvLSTM.
 3. A `CoherenceModel` training step (`train_on_batch`, compiled) of the
    main job's classifier (`examples/action_recognition.py`'s defaults:
@@ -140,7 +140,7 @@ def stack_variants(shape, depth):
     """`{name: model}` for measurement 2."""
     return {
         cell: as_model(
-            DeepCBM(depth, shape[-1], jump_stride=5, cell=cell), shape
+            DeepCBM(depth, shape[-1], jump_stride=5, layer_type=cell), shape
         )
         for cell in ("cbm", "convlstm")
     }
@@ -178,7 +178,7 @@ def job_network(job, cell):
         frame_shape=job["frame_shape"],
         stage_filters=job["stage_filters"],
         blocks_per_stage=1,
-        cell=cell,
+        layer_type=cell,
         temporal_gate="recurrent" if cell == "cbm" else None,
     )
 
@@ -259,7 +259,7 @@ def report_stack(args):
         f"\n2. {args.stack_depth}-layer DeepCBM stack at {shape_text(shape)}, "
         "shortcut every 5 layers, forward + backward (ms)"
     )
-    print('| precision | cell="cbm" | cell="convlstm" | cbm / convlstm |')
+    print("| precision | CBM stack | ConvLSTM stack | cbm / convlstm |")
     print("|---|---|---|---|")
     summary = []
     for precision in PRECISIONS:

@@ -78,7 +78,7 @@ def orthogonal(gain):
 # Every family is the DeepCBM arguments it changes from the package's
 # defaults (and "stack": the stack class, for the leaky prototype).
 MODELS = {
-    "convlstm": {"cell": "convlstm"},
+    "convlstm": {"layer_type": "convlstm"},
     "cbm": {},
     "cbm-ref": {
         "kernel_initializer": REFERENCE_INITIALIZER,

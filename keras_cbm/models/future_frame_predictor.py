@@ -54,7 +54,7 @@ def future_frame_predictor(
     merge="multiply",
     activation="relu",
     batch_norm=False,
-    cell="cbm",
+    layer_type="cbm",
     temporal_gate=None,
     name="future_frame_predictor",
 ):
@@ -83,7 +83,7 @@ def future_frame_predictor(
         encoder_filters: Filters of the encoder's convolutions (the
             decoder mirrors them).
         depth, filters, jump_stride, temporal_dropout, merge, activation,
-            batch_norm, cell, temporal_gate: The `DeepCBM` stack's
+            batch_norm, layer_type, temporal_gate: The `DeepCBM` stack's
             arguments.
         name: The model's name.
 
@@ -151,7 +151,7 @@ def future_frame_predictor(
         merge=merge,
         activation=activation,
         batch_norm=batch_norm,
-        cell=cell,
+        layer_type=layer_type,
         temporal_gate=temporal_gate,
         return_state=True,
         name="deep_cbm",

@@ -17,7 +17,7 @@ def standalone_classifier(
     merge="multiply",
     activation="relu",
     batch_norm=True,
-    cell="cbm",
+    layer_type="cbm",
     temporal_gate=None,
     kernel_initializer=REFERENCE_INITIALIZER,
     name="standalone_classifier",
@@ -41,7 +41,7 @@ def standalone_classifier(
         frame_shape: `(rows, cols, channels)` of the frames.
         stage_filters: Filters of each stage.
         blocks_per_stage: Positive integer, residual blocks per stage.
-        temporal_dropout, merge, activation, batch_norm, cell,
+        temporal_dropout, merge, activation, batch_norm, layer_type,
             temporal_gate, kernel_initializer: The `DeepCBM` stack's
             arguments (`kernel_initializer` also serves as its
             `recurrent_initializer`).
@@ -81,7 +81,7 @@ def standalone_classifier(
         merge=merge,
         activation=activation,
         batch_norm=batch_norm,
-        cell=cell,
+        layer_type=layer_type,
         temporal_gate=temporal_gate,
         kernel_initializer=kernel_initializer,
         recurrent_initializer=kernel_initializer,

@@ -102,7 +102,7 @@ class BackboneClassifierTest(testing.TestCase, BuilderContractMixin):
         )
 
     def test_convlstm_baseline_has_the_same_layout(self):
-        model = self.build(cell="convlstm")
+        model = self.build(layer_type="convlstm")
         stack = model.get_layer("deep_cbm")
         self.assertTrue(
             all(

@@ -3,13 +3,13 @@
 import keras
 from keras import ops
 
+from keras_cbm.keras_internals import compute_conv_output_shape
+from keras_cbm.keras_internals import standardize_data_format
+from keras_cbm.keras_internals import standardize_padding
+from keras_cbm.keras_internals import standardize_tuple
 from keras_cbm.layers.base_cbm import BaseCBM
 from keras_cbm.layers.base_cbm import BaseCBMCell
 from keras_cbm.layers.base_cbm import cell_property
-from keras_cbm.layers.keras_internals import compute_conv_output_shape
-from keras_cbm.layers.keras_internals import standardize_data_format
-from keras_cbm.layers.keras_internals import standardize_padding
-from keras_cbm.layers.keras_internals import standardize_tuple
 
 
 @keras.saving.register_keras_serializable(package="keras_cbm")

@@ -94,7 +94,7 @@ def video_folder(args, minutes):
     the first call."""
     import numpy as np
 
-    from keras_cbm.datasets.export_videos import write_video
+    from keras_cbm.datasets.video_export import write_video
 
     folder = os.path.join(args.cache, f"{minutes:g}min_gop{args.gop}")
     path = os.path.join(folder, "video", "video.mp4")

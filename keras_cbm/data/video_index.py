@@ -16,8 +16,11 @@ import hashlib
 import os
 import tempfile
 
-import av
 import numpy as np
+
+from keras_cbm.extras import require
+
+av = require("av", "Reading video files")
 
 # Demuxers whose frame count is their per-frame sample table; AVI headers
 # count packets (a packed B-frame holds two frames), Matroska has none.

@@ -95,7 +95,7 @@ class ConvCBMCell(BaseCBMCell):
 
     >>> cell = ConvCBMCell(rank=2, filters=4, kernel_size=3, padding="same")
     >>> layer = keras.layers.RNN(cell, return_sequences=True)
-    >>> layer(np.zeros((2, 5, 8, 8, 3))).shape
+    >>> tuple(layer(np.zeros((2, 5, 8, 8, 3))).shape)
     (2, 5, 8, 8, 4)
     """
 

@@ -1,4 +1,3 @@
-import doctest
 import os
 
 import keras
@@ -440,11 +439,3 @@ class DeepCBMValidationTest(testing.TestCase):
         x = np.zeros((1, 2, 4, 4, 1), "float32")
         with self.assertRaisesRegex(ValueError, "`initial_state`.*Received"):
             stack(x, initial_state=[[np.zeros((1, 4, 4, 2), "float32")]])
-
-
-@layout_only
-def test_docstring_example_runs():
-    failures, tried = doctest.testmod(
-        deep_cbm, extraglobs={"np": np, "keras": keras}
-    )
-    assert tried > 0 and failures == 0

@@ -25,6 +25,35 @@ SCRIPT = textwrap.dedent(
     """
 )
 
+# What `keras_cbm/__init__.py` says runs on every backend.
+PACKAGES_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    class NoTensorFlow:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("TensorFlow is not installed here")
+
+    sys.meta_path.insert(0, NoTensorFlow())
+    import keras_cbm
+    import keras_cbm.layers
+    import keras_cbm.losses
+    import keras_cbm.models
+    import keras_cbm.training
+
+    assert keras_cbm.training.CoherenceModel
+    assert keras_cbm.losses.OverlapCoherence
+    assert keras_cbm.models.standalone_classifier
+    try:
+        keras_cbm.training.MultiWorkerFit
+    except ImportError:
+        pass
+    else:
+        raise AssertionError("MultiWorkerFit loaded without TensorFlow")
+    """
+)
+
 
 @pytest.mark.parametrize("backend", ["jax"])
 def test_layers_import_and_run_without_tensorflow(backend):
@@ -37,3 +66,26 @@ def test_layers_import_and_run_without_tensorflow(backend):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["(2,", "8,", "8,", "4)", "(2,", "4)"]
+
+
+def test_backend_neutral_packages_import_without_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-c", PACKAGES_SCRIPT],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_importing_the_layers_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import keras_cbm.layers"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.stdout, result.stderr) == ("", "")

@@ -41,17 +41,14 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 BACKEND = os.environ.setdefault("KERAS_BACKEND", "jax")
 
-# Run from a checkout without installing the package; reuse layer_speed's
-# limit layer, compiled functions and interleaved timing.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+# Reuse layer_speed's limit layer, compiled functions and interleaved
+# timing.
+import harness  # noqa: E402
 import keras  # noqa: E402
 import layer_speed  # noqa: E402
 
@@ -79,15 +76,6 @@ LAYER_RATIOS = LAYER_TARGETS + (
     ("cbm_rgated", "convlstm", None),
 )
 STACK_TARGET = 0.15
-# The main job's training batch and classifier (action_recognition.py).
-JOB = dict(
-    videos=16,
-    clips=4,
-    steps=24,
-    frame_shape=(32, 32, 1),
-    classes=12,
-    stage_filters=(8, 16),
-)
 QUICK = dict(
     shapes="2x4x8x8x4",
     stack_shape="2x4x7x7x8",
@@ -221,7 +209,7 @@ def time_train_steps(trainers, runs):
 
 
 def verdict(ratio, target):
-    return f"<= {target:.2f} {'PASS' if ratio <= target else 'MISS'}"
+    return f"<= {target:.2f} {harness.verdict(ratio, target)}"
 
 
 def report_layers(args):
@@ -319,7 +307,8 @@ def parse_args(argv=None):
     add("--runs", type=int, default=20, help="Timed runs; the median counts.")
     add("--quick", action="store_true", help="CPU smoke test, tiny shapes.")
     args = parser.parse_args(argv)
-    args.job = JOB
+    # The main job's training batch and classifier (action_recognition.py).
+    args.job = harness.main_job()
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)

@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent(
+# Makes TensorFlow unimportable in the process that runs it.
+WITHOUT_TENSORFLOW = textwrap.dedent(
     """
     import sys
 
@@ -15,6 +16,11 @@ SCRIPT = textwrap.dedent(
                 raise ImportError("TensorFlow is not installed here")
 
     sys.meta_path.insert(0, NoTensorFlow())
+    """
+)
+
+SCRIPT = WITHOUT_TENSORFLOW + textwrap.dedent(
+    """
     import numpy as np
     from keras_cbm.layers import CBM, ConvCBM2D
 
@@ -26,16 +32,8 @@ SCRIPT = textwrap.dedent(
 )
 
 # What `keras_cbm/__init__.py` says runs on every backend.
-PACKAGES_SCRIPT = textwrap.dedent(
+PACKAGES_SCRIPT = WITHOUT_TENSORFLOW + textwrap.dedent(
     """
-    import sys
-
-    class NoTensorFlow:
-        def find_spec(self, name, path=None, target=None):
-            if name == "tensorflow" or name.startswith("tensorflow."):
-                raise ImportError("TensorFlow is not installed here")
-
-    sys.meta_path.insert(0, NoTensorFlow())
     import keras_cbm
     import keras_cbm.layers
     import keras_cbm.losses

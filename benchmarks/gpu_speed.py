@@ -41,13 +41,17 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 BACKEND = os.environ.setdefault("KERAS_BACKEND", "jax")
 
-# Reuse layer_speed's limit layer, compiled functions and interleaved
-# timing.
+# The harness and layer_speed (its limit layer, compiled functions and
+# interleaved timing) lie beside this script, also when it runs through
+# runpy (the smoke test).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import harness  # noqa: E402
 import keras  # noqa: E402
 import layer_speed  # noqa: E402

@@ -13,6 +13,8 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["keras_cbm", "keras_cbm.*"]),
     python_requires=">=3.10",
+    # The design card's packages, plus what they need at run time and the
+    # main job's training curves (matplotlib).
     install_requires=[
         "keras>=3.15",
         "tensorflow>=2.21",
@@ -22,21 +24,27 @@ setuptools.setup(
         # longer installs it.
         "tensorboard",
         "numpy",
-        # Bundled handwritten digits for the moving_digits dataset.
-        "scikit-learn",
-        # PNG training curves of the examples.
+        # The PNG of the training curves that the main job writes.
         "matplotlib",
-        # PyAV (FFmpeg) decodes video files for keras_cbm.data's directory
-        # datasets; tested with 18.
-        "av>=18",
     ],
+    # A part that needs an extra names it when its package is missing
+    # (`keras_cbm.extras`).
     extras_require={
-        # tfds.testing imports dill, which tensorflow-datasets leaves out.
+        # PyAV (FFmpeg) reads and writes video files: keras_cbm.data's
+        # directory datasets, keras_cbm.datasets.export_videos; tested with
+        # 18.
+        "video": ["av>=18"],
+        # The handwritten digits of the moving_digits dataset.
+        "digits": ["scikit-learn"],
         "test": [
+            "av>=18",
+            "scikit-learn",
             "pytest",
             "pytest-xdist",
             "jax[cpu]",
             "ruff",
+            # tfds.testing imports dill, which tensorflow-datasets leaves
+            # out.
             "dill",
             # Property-based tests of the layers and the data functions.
             "hypothesis",

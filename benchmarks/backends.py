@@ -16,11 +16,10 @@ accelerators.
 """
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
+
+import harness
 
 
 def parse_args():
@@ -50,19 +49,20 @@ def train(args):
     from keras_cbm.training import CoherenceModel
 
     keras.utils.set_random_seed(0)
+    job = harness.main_job()
     count = args.batch_size * args.steps
     rng = np.random.default_rng(0)
+    frames = rng.random((count, 48) + job["frame_shape"], dtype="float32")
     videos = tf.data.Dataset.from_tensor_slices(
-        {
-            "video": rng.random((count, 48, 32, 32, 3)).astype("float32"),
-            "label": rng.integers(0, 12, count),
-        }
+        {"video": frames, "label": rng.integers(0, job["classes"], count)}
     )
     clips = data.overlapping_clips(
         videos, args.clips, args.max_length // 2, args.max_length, seed=0
     ).batch(args.batch_size)
     net = models.standalone_classifier(
-        12, frame_shape=(32, 32, 3), stage_filters=tuple(args.stage_filters)
+        job["classes"],
+        frame_shape=job["frame_shape"],
+        stage_filters=tuple(args.stage_filters),
     )
     trainer = CoherenceModel(net, state_handover=args.state_handover)
     trainer.compile(
@@ -76,13 +76,11 @@ def train(args):
     start = time.perf_counter()
     trainer.fit(clips, epochs=1, verbose=0, callbacks=[callback])
     steps = np.diff(times)
-    print(
-        json.dumps(
-            {
-                "first": times[0] - start,
-                "step": float(np.median(steps)) if len(steps) else None,
-            }
-        )
+    harness.emit(
+        {
+            "first": times[0] - start,
+            "step": float(np.median(steps)) if len(steps) else None,
+        }
     )
 
 
@@ -92,19 +90,15 @@ def main():
         return train(args)
     results = {}
     for backend in ("tensorflow", "jax"):
-        output = subprocess.run(
-            [sys.executable, __file__, "--backend", backend] + sys.argv[1:],
-            env=dict(
-                os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2"
-            ),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        results[backend] = json.loads(output.strip().splitlines()[-1])
+        results[backend] = harness.run_fresh(
+            __file__,
+            ["--backend", backend, *sys.argv[1:]],
+            env={"KERAS_BACKEND": backend},
+        )
     print(
         f"CoherenceModel, {args.steps} steps of {args.batch_size} videos x "
-        f"{args.clips} clips of <= {args.max_length} steps, 32x32 frames, "
+        f"{args.clips} clips of <= {args.max_length} steps, the main job's "
+        "frames, "
         f"state handover {args.state_handover}"
     )
     print("| backend | first step (s) | later steps, median (s) |")

@@ -47,23 +47,16 @@ and to `<output>/claims.md` (with the command), the raw numbers to
     python benchmarks/claims.py --quick      # tiny: 1 seed, ~1 min
 """
 
+import argparse
+import functools
+import json
 import os
 import sys
-
-# Large allocations go back to the system when freed, so that the RSS peak
-# of one row is not hidden by memory a previous row left in the heap.
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-
-import argparse  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import harness  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -147,7 +140,7 @@ def classifier(depth, filters, cell, frame_shape, batch_norm=True):
         pool_after=(1,),
         activation="relu" if cbm else "tanh",
         batch_norm=batch_norm,
-        cell=cell,
+        layer_type=cell,
         kernel_initializer=REFERENCE_INITIALIZER if cbm else "glorot_uniform",
         recurrent_initializer=REFERENCE_INITIALIZER if cbm else "orthogonal",
         name="deep_cbm",
@@ -207,32 +200,6 @@ def rows(args):
         ),
     ]
     return [(key, *entry) for key, entry in zip(ROW_KEYS, entries, strict=True)]
-
-
-def resident_bytes():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakMemory:
-    """Peak RSS above the RSS at entry, sampled in a thread."""
-
-    def __enter__(self):
-        self.base = self.peak = resident_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, resident_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, resident_bytes())
-        self.bytes = self.peak - self.base
 
 
 def pipelines(args, settings, train, evaluations, max_steps, seed):
@@ -307,7 +274,7 @@ def run_row(
         args, settings, train, evaluations, max_steps, seed
     )
     start = time.perf_counter()
-    with PeakMemory() as memory:
+    with harness.PeakMemory(interval=0.005) as memory:
         history = trainer.fit(
             train_batches, epochs=1, steps_per_epoch=args.steps, verbose=0
         )
@@ -515,4 +482,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    harness.fresh_heap()
     main()

@@ -20,58 +20,20 @@ videos; targets: clips <= 1.1x, full video >= 10x.
 """
 
 import argparse
-import json
-import os
 import resource
-import subprocess
 import sys
-import threading
-import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness
 
 CLIP_TARGET = 1.1
 FULL_TARGET = 10.0
 
 
-def resident_bytes(pid="self"):
-    """The resident memory of a process and all its descendants (e.g. the
-    processes that decode video files), in bytes."""
-    total = 0
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            total = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        for thread in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{thread}/children") as children:
-                total += sum(
-                    resident_bytes(child) for child in children.read().split()
-                )
-    except OSError:
-        pass  # The process (or a thread) ended while it was read.
-    return total
-
-
 def step_memory(step):
-    """Peak RSS during `step()` above the RSS before it, in bytes."""
-    before = resident_bytes()
-    peak = [before]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], resident_bytes())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    """Peak resident memory during `step()` above that before it, bytes."""
+    with harness.PeakMemory() as peak:
         step()
-    finally:
-        done.set()
-        sampler.join()
-    peak[0] = max(peak[0], resident_bytes())
-    return peak[0] - before
+    return peak.bytes
 
 
 def worker(mode, frames, args):
@@ -115,21 +77,19 @@ def worker(mode, frames, args):
         step_memory(lambda: trainer.train_on_batch(*batch)) for _ in range(3)
     )[1]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"step": step, "peak": peak}))
+    harness.emit({"step": step, "peak": peak})
 
 
-def measure(mode, frames, args):
+def measure(mode, frames, argv):
     """Runs `worker` in a fresh process."""
-    command = [sys.executable, __file__, "--worker", mode, str(frames)]
-    command += sys.argv[1:]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    output = subprocess.run(
-        command, env=env, check=True, capture_output=True, text=True
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return harness.run_fresh(
+        __file__,
+        ["--worker", mode, str(frames), *argv],
+        env={"KERAS_BACKEND": "tensorflow"},
+    )
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,7 +102,7 @@ def main():
     parser.add_argument("--size", type=int, default=128, help="frame side")
     parser.add_argument("--filters", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), args)
         return
@@ -158,7 +118,9 @@ def main():
     )
     rows = {}
     for frames in args.frames:
-        rows[frames] = {m: measure(m, frames, args) for m in ("full", "clips")}
+        rows[frames] = {
+            m: measure(m, frames, sys.argv[1:]) for m in ("full", "clips")
+        }
         full, clips = rows[frames]["full"], rows[frames]["clips"]
         print(
             f"{frames:>6} | {full['step'] / mib:9.1f} "
@@ -166,16 +128,16 @@ def main():
             f"{clips['peak'] / mib:9.1f}"
         )
     shortest, longest = min(args.frames), max(args.frames)
-    for mode, name, target, passes in (
-        ("clips", "clip training", CLIP_TARGET, lambda r: r <= CLIP_TARGET),
-        ("full", "full video", FULL_TARGET, lambda r: r >= FULL_TARGET),
+    for mode, name, goal, at_most in (
+        ("clips", "clip training", CLIP_TARGET, True),
+        ("full", "full video", FULL_TARGET, False),
     ):
         ratio = rows[longest][mode]["step"] / rows[shortest][mode]["step"]
-        sign = "<=" if mode == "clips" else ">="
-        print(
-            f"{name} step memory, {longest} vs {shortest} frames: "
-            f"{ratio:.2f}x (target {sign} {target}x): "
-            f"{'PASS' if passes(ratio) else 'MISS'}"
+        harness.check(
+            f"{name} step memory, {longest} vs {shortest} frames",
+            ratio,
+            goal,
+            at_most,
         )
 
 

@@ -27,17 +27,13 @@ Run from the repository root:
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
+import harness
 import numpy as np
 
 # The pipeline is tf.data, so the model trains on TensorFlow as well.
 os.environ["KERAS_BACKEND"] = "tensorflow"
-
-# Run from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -187,11 +183,7 @@ def main():
         f"training: {training_rate:10.1f} clips/s "
         f"({training_rate / clips_per_batch:.2f} steps/s)"
     )
-    verdict = "PASS" if ratio >= TARGET_RATIO else "MISS"
-    print(
-        f"ratio pipeline/training: {ratio:.1f}x "
-        f"(target >= {TARGET_RATIO:.0f}x: {verdict})"
-    )
+    harness.check("pipeline / training", ratio, TARGET_RATIO, at_most=False)
 
 
 if __name__ == "__main__":

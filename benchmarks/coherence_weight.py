@@ -17,19 +17,14 @@ the accuracy rises above that of weight 0 by more than the seeds' spread.
     python benchmarks/coherence_weight.py --quick   # tiny, ~1 min
 """
 
-import os
-import sys
+import argparse
+import time
 
 # claims.py (beside this script) gives the model, data and training; its
-# flags are accepted too. Importing it re-executes this script once with
-# its allocator setting (see there).
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-
-import claims  # noqa: E402
-import numpy as np  # noqa: E402
+# flags are accepted too.
+import claims
+import harness
+import numpy as np
 
 
 def parse_args(argv=None):
@@ -107,4 +102,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    harness.fresh_heap()
     main()

@@ -31,10 +31,10 @@ from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
 
 # The stacks compared: `DeepCBM` arguments beyond the shared layout.
 STACKS = {
-    "cbm": {"cell": "cbm"},
-    "cbm-paper": {"cell": "cbm", **PAPER_CELL},
-    "cbm-igated": {"cell": "cbm", "temporal_gate": "input"},
-    "convlstm": {"cell": "convlstm"},
+    "cbm": {"layer_type": "cbm"},
+    "cbm-paper": {"layer_type": "cbm", **PAPER_CELL},
+    "cbm-igated": {"layer_type": "cbm", "temporal_gate": "input"},
+    "convlstm": {"layer_type": "convlstm"},
 }
 
 

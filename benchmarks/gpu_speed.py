@@ -15,7 +15,7 @@ ratios printed side by side with their targets:
    "Memory").
 2. The 15-layer stack at `--stack-shape` (the paper's backbone stack: 512
    filters on 7x7 features, a shortcut every 5 layers): `DeepCBM` with
-   `cell="cbm"` against `cell="convlstm"`, forward + backward, both
+   `layer_type="cbm"` against `layer_type="convlstm"`, forward + backward, both
    precisions. Target: CBM <= 0.15x ConvLSTM.
 3. A `CoherenceModel` training step (`train_on_batch`, compiled) of the
    main job's classifier (`examples/action_recognition.py`'s defaults:
@@ -47,11 +47,12 @@ import numpy as np
 
 BACKEND = os.environ.setdefault("KERAS_BACKEND", "jax")
 
-# Run from a checkout without installing the package; reuse layer_speed's
-# limit layer, compiled functions and interleaved timing.
+# The harness and layer_speed (its limit layer, compiled functions and
+# interleaved timing) lie beside this script, also when it runs through
+# runpy (the smoke test).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import harness  # noqa: E402
 import keras  # noqa: E402
 import layer_speed  # noqa: E402
 
@@ -79,15 +80,6 @@ LAYER_RATIOS = LAYER_TARGETS + (
     ("cbm_rgated", "convlstm", None),
 )
 STACK_TARGET = 0.15
-# The main job's training batch and classifier (action_recognition.py).
-JOB = dict(
-    videos=16,
-    clips=4,
-    steps=24,
-    frame_shape=(32, 32, 1),
-    classes=12,
-    stage_filters=(8, 16),
-)
 QUICK = dict(
     shapes="2x4x8x8x4",
     stack_shape="2x4x7x7x8",
@@ -140,7 +132,7 @@ def stack_variants(shape, depth):
     """`{name: model}` for measurement 2."""
     return {
         cell: as_model(
-            DeepCBM(depth, shape[-1], jump_stride=5, cell=cell), shape
+            DeepCBM(depth, shape[-1], jump_stride=5, layer_type=cell), shape
         )
         for cell in ("cbm", "convlstm")
     }
@@ -178,7 +170,7 @@ def job_network(job, cell):
         frame_shape=job["frame_shape"],
         stage_filters=job["stage_filters"],
         blocks_per_stage=1,
-        cell=cell,
+        layer_type=cell,
         temporal_gate="recurrent" if cell == "cbm" else None,
     )
 
@@ -221,7 +213,7 @@ def time_train_steps(trainers, runs):
 
 
 def verdict(ratio, target):
-    return f"<= {target:.2f} {'PASS' if ratio <= target else 'MISS'}"
+    return f"<= {target:.2f} {harness.verdict(ratio, target)}"
 
 
 def report_layers(args):
@@ -259,7 +251,7 @@ def report_stack(args):
         f"\n2. {args.stack_depth}-layer DeepCBM stack at {shape_text(shape)}, "
         "shortcut every 5 layers, forward + backward (ms)"
     )
-    print('| precision | cell="cbm" | cell="convlstm" | cbm / convlstm |')
+    print("| precision | CBM stack | ConvLSTM stack | cbm / convlstm |")
     print("|---|---|---|---|")
     summary = []
     for precision in PRECISIONS:
@@ -319,7 +311,8 @@ def parse_args(argv=None):
     add("--runs", type=int, default=20, help="Timed runs; the median counts.")
     add("--quick", action="store_true", help="CPU smoke test, tiny shapes.")
     args = parser.parse_args(argv)
-    args.job = JOB
+    # The main job's training batch and classifier (action_recognition.py).
+    args.job = harness.main_job()
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)

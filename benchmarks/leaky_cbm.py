@@ -77,6 +77,6 @@ class LeakyDeepCBM(DeepCBM):
 
     def _recurrent_layer(self, index, plan):
         layer = super()._recurrent_layer(index, plan)
-        if self.cell == "convlstm":
+        if self.layer_type == "convlstm":
             return layer
         return self.layer_class(**layer.get_config())

@@ -23,7 +23,7 @@ frame it trains) for `--steps` Adam steps of `--batch-size` videos:
 Evaluation: every test video runs whole, in inference, from its first
 frame; the last frame's prediction is the video's. Memory: the peak
 resident memory of the process above what it held before training
-(`claims.PeakMemory`), the largest over the seeds; rows above
+(`harness.PeakMemory`), the largest over the seeds; rows above
 `--memory-budget` MiB are marked.
 
     python benchmarks/long_videos.py            # ~2 h a seed, 2 CPU cores
@@ -39,14 +39,13 @@ JAX), truncated 1.3 s and 0.1 GiB, clips with handover 3 s and 0.5 GiB.
 import os
 import sys
 
-# `claims` and `memory_tasks` lie beside this script. Importing `claims`
-# re-executes this script once with its allocator setting (see there).
+# `harness` and `memory_tasks` lie beside this script.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import argparse  # noqa: E402
 import time  # noqa: E402
 
-import claims  # noqa: E402
+import harness  # noqa: E402
 import keras  # noqa: E402
 import memory_tasks  # noqa: E402
 import numpy as np  # noqa: E402
@@ -197,7 +196,7 @@ def run_scheme(args, settings, train, test, seed):
     net = per_frame_classifier(args)
     trainer, batches = trainer_and_batches(args, settings, net, *train, seed)
     start = time.perf_counter()
-    with claims.PeakMemory() as memory:
+    with harness.PeakMemory(interval=0.005) as memory:
         trainer.fit(batches, epochs=1, steps_per_epoch=args.steps, verbose=0)
     seconds = time.perf_counter() - start
     videos, labels = test
@@ -256,4 +255,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    harness.fresh_heap()
     main()

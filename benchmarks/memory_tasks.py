@@ -142,7 +142,7 @@ PAPER_VARIANTS = {
     },
 }
 MODELS = {
-    "convlstm": {"cell": "convlstm"},
+    "convlstm": {"layer_type": "convlstm"},
     # The package's default cell (the gated T, tanh, add).
     "cbm": {},
     "cbm-paper": dict(PAPER_CELL),

@@ -3,7 +3,8 @@ state handover, and how the traced graph grows with the clips per video.
 
 The main job (`examples/action_recognition.py`) trains a standalone deep
 CBM classifier (here with the paper's T) with `CoherenceModel` on 4 clips of
-up to 24 steps per video, batches of 16 videos of 32x32 frames. For each
+up to 24 steps per video, batches of 16 videos of 32x32 grayscale frames
+(its settings, from `harness.main_job`). For each
 number of clips, this script builds a fresh trainer and times its first
 `fit` step (tracing, compiling and one step), and counts the nodes of the
 traced training graph (TensorFlow's graph and its function library). The
@@ -17,6 +18,10 @@ clip are printed.
 import argparse
 import time
 
+import harness
+
+JOB = harness.main_job()
+
 
 def parse_args():
     parser = argparse.ArgumentParser(
@@ -25,9 +30,9 @@ def parse_args():
     )
     add = parser.add_argument
     add("--clips", type=int, nargs="+", default=[2, 4, 6, 8])
-    add("--steps", type=int, default=24, help="Clip length, steps.")
-    add("--batch-size", type=int, default=16, help="Videos per batch.")
-    add("--stage-filters", type=int, nargs="+", default=[8, 16])
+    add("--steps", type=int, default=JOB["steps"], help="Clip length, steps.")
+    add("--batch-size", type=int, default=JOB["videos"], help="Videos a batch.")
+    add("--stage-filters", type=int, nargs="+", default=JOB["stage_filters"])
     add("--blocks-per-stage", type=int, default=1)
     return parser.parse_args()
 
@@ -47,9 +52,9 @@ def measure(args, clips, handover):
     from keras_cbm.training import CoherenceModel
 
     keras.utils.set_random_seed(0)
-    frame_shape = (32, 32, 3)
+    frame_shape = JOB["frame_shape"]
     net = models.standalone_classifier(
-        12,
+        JOB["classes"],
         frame_shape=frame_shape,
         stage_filters=tuple(args.stage_filters),
         blocks_per_stage=args.blocks_per_stage,

@@ -33,22 +33,11 @@ frames that change every frame) are written once into `--cache`.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-# Run from a checkout without installing the package; the main job's
-# trainer comes from the example itself.
-sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "benchmarks")]
-
-from clip_memory import resident_bytes  # noqa: E402
+import harness
 
 # What a decoding process imports by its first read.
 WORKER_IMPORTS = "import time, keras_cbm.data.video_reader; time.sleep(0.5)"
@@ -82,7 +71,7 @@ def parse_args():
     )
     parser.add_argument(
         "--cache",
-        default=str(ROOT / "outputs" / "video_decode"),
+        default=str(harness.ROOT / "outputs" / "video_decode"),
         help="where the generated videos are kept",
     )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -94,7 +83,7 @@ def video_folder(args, minutes):
     the first call."""
     import numpy as np
 
-    from keras_cbm.datasets.export_videos import write_video
+    from keras_cbm.datasets.video_export import write_video
 
     folder = os.path.join(args.cache, f"{minutes:g}min_gop{args.gop}")
     path = os.path.join(folder, "video", "video.mp4")
@@ -131,16 +120,8 @@ def linked_folder(args):
 
 def clip_settings():
     """The main job's default flags, and its clip arguments."""
-    from action_recognition import parse_args as main_job_args
-
-    flags = main_job_args([])
-    return flags, {
-        "clips_per_video": flags.clips_per_video,
-        "min_length": flags.min_length,
-        "max_length": flags.max_length,
-        "min_overlap": flags.min_overlap,
-        "frame_stride": flags.frame_stride,
-    }
+    job = harness.main_job()
+    return job["flags"], job["clip_arguments"]
 
 
 def clip_dataset(folder, seed=0):
@@ -226,34 +207,20 @@ def worker(mode, minutes, args):
         )
         dataset = data.overlapping_clips(videos.repeat(), **clips, seed=0)
     dataset = dataset.batch(flags.batch_size).prefetch(tf.data.AUTOTUNE)
-    before = resident_bytes()
-    peak = [before]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], resident_bytes())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    iterator = iter(dataset)
-    for _ in range(args.batches):
-        next(iterator)
-    done.set()
-    sampler.join()
-    print(json.dumps({"peak": max(peak[0], resident_bytes()) - before}))
+    with harness.PeakMemory() as peak:
+        iterator = iter(dataset)
+        for _ in range(args.batches):
+            next(iterator)
+    harness.emit({"peak": peak.bytes})
 
 
 def measure(mode, minutes):
     """Runs `worker` in a fresh process."""
-    command = [sys.executable, __file__, "--worker", mode, str(minutes)]
-    command += sys.argv[1:]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    output = subprocess.run(
-        command, env=env, check=True, capture_output=True, text=True
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])["peak"]
+    return harness.run_fresh(
+        __file__,
+        ["--worker", mode, str(minutes), *sys.argv[1:]],
+        env={"KERAS_BACKEND": "tensorflow"},
+    )["peak"]
 
 
 def main():
@@ -274,10 +241,9 @@ def main():
     )
     print(
         f"median of {args.rounds} rounds: clip-level decoding "
-        f"{decoding:8.1f} clips/s | training step "
-        f"{training:6.1f} clips/s | ratio {ratio:.1f}x (target >= "
-        f"{DECODE_TARGET:g}x): {'PASS' if ratio >= DECODE_TARGET else 'MISS'}"
+        f"{decoding:8.1f} clips/s | training step {training:6.1f} clips/s"
     )
+    harness.check("decoding / training", ratio, DECODE_TARGET, at_most=False)
     mib = 2.0**20
     peaks = {
         (mode, minutes): measure(mode, minutes)
@@ -295,11 +261,9 @@ def main():
         mode: peaks[mode, long] / peaks[mode, short]
         for mode in ("clips", "whole")
     }
-    print(
-        f"{long:g} vs {short:g} min: clip-level {growth['clips']:.2f}x "
-        f"(target <= {MEMORY_TARGET}x: "
-        f"{'PASS' if growth['clips'] <= MEMORY_TARGET else 'MISS'}), "
-        f"whole video {growth['whole']:.1f}x"
+    print(f"{long:g} vs {short:g} min: whole video {growth['whole']:.1f}x")
+    harness.check(
+        f"{long:g} vs {short:g} min: clip-level", growth["clips"], MEMORY_TARGET
     )
 
 

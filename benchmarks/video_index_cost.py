@@ -22,18 +22,15 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import av
+import harness
+import numpy as np
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_cbm.data import video_index  # noqa: E402
-from keras_cbm.data import video_reader  # noqa: E402
+from keras_cbm.data import video_index
+from keras_cbm.data import video_reader
 
 FPS = 25
 INDEX_GOAL = 0.2
@@ -134,7 +131,7 @@ def measure(path, rounds):
         f"{len(wanted)} read:",
         f"  index / decode        {index_ratio:6.3f}  "
         f"({index_time * 1e3:.0f} / {decode_time * 1e3:.0f} ms)  "
-        f"{'PASS' if index_ratio <= INDEX_GOAL else 'MISS'} "
+        f"{harness.verdict(index_ratio, INDEX_GOAL)} "
         f"(goal <= {INDEX_GOAL})",
         f"  sequential / seeking  {sequential_time / seeking_time:6.1f}  "
         f"({sequential_time * 1e3:.0f} / {seeking_time * 1e3:.0f} ms)",

@@ -515,6 +515,9 @@ def run(args, config_name=None, task="action recognition"):
         train_clips,
         epochs=args.epochs,
         validation_data=test_windows,
+        # The clip pipeline shuffles; Keras' default `shuffle=True` only
+        # warns that a dataset ignores it.
+        shuffle=False,
         verbose=args.verbose,
     ).history
     results = trainer.evaluate(test_windows, return_dict=True, verbose=0)

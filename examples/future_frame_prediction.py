@@ -219,6 +219,9 @@ def main(argv=None):
         .batch(args.batch_size)
         .prefetch(tf.data.AUTOTUNE),
         epochs=args.epochs,
+        # The pipeline shuffles; Keras' default `shuffle=True` only warns
+        # that a dataset ignores it.
+        shuffle=False,
         verbose=args.verbose,
     ).history
     means, (frames, predicted) = per_frame_scores(

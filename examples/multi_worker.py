@@ -132,6 +132,9 @@ def run_worker(args):
             ),
             Events(),
         ],
+        # The clip pipeline shuffles; Keras' default `shuffle=True` only
+        # warns that a dataset ignores it.
+        shuffle=False,
         verbose=0,
     )
     np.savez(

@@ -1,12 +1,40 @@
 """keras_cbm: deep recurrent models of video for Keras 3.
 
-`keras_cbm.layers` (the Context Bridge Module layers) and `keras_cbm.models`
-(the model builders) need only Keras, on any backend; `data`, `datasets`,
-`losses`, `training`, `metrics`, `serving` and `tuning` are TensorFlow and
-imported on their own (`from keras_cbm import data`).
+`keras_cbm.layers` (the Context Bridge Module layers), `keras_cbm.models`
+(the model builders), `keras_cbm.losses` (the overlap coherence loss) and
+`keras_cbm.training` (`CoherenceModel`) need only Keras, on any backend, and
+import no TensorFlow of their own (Keras' TensorFlow backend imports it);
+`training.MultiWorkerFit` / `MultiWorkerCoherenceModel` and the subpackages
+`data`, `datasets`, `metrics`, `serving` and `tuning` are TensorFlow's.
+Every subpackage but `layers` and `models` loads when first used
+(`keras_cbm.data`). Reading and writing video files needs PyAV
+(`pip install keras_cbm[video]`), the `moving_digits` dataset scikit-learn
+(`keras_cbm[digits]`).
 """
 
+import importlib
+
+# The layers and models register their classes for `keras.saving` on
+# import, so that a saved model loads after `import keras_cbm`.
 from keras_cbm import layers as layers
 from keras_cbm import models as models
+
+LAZY_SUBPACKAGES = (
+    "data",
+    "datasets",
+    "losses",
+    "metrics",
+    "serving",
+    "training",
+    "tuning",
+)
+
+
+def __getattr__(name):
+    # The other subpackages load when first used: most are TensorFlow's.
+    if name in LAZY_SUBPACKAGES:
+        return importlib.import_module(f"keras_cbm.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"

@@ -1,11 +1,63 @@
-"""The private Keras parts that `keras_cbm.models` and `keras_cbm.training`
-rely on, imported in one place (the layers' own are in
-`keras_cbm.layers.keras_internals`).
+"""The private Keras parts keras_cbm relies on, imported in one place.
 
-If a Keras release moves one of them, this is the only module to change.
+Keras 3 has no public API for a recurrent loop over precomputed inputs
+(`recurrent_loop` wraps the backend's), for the dropout-mask cache that
+`keras.layers.RNN` primes before its loop, for the argument and shape
+helpers its own conv RNNs use (all used by `keras_cbm.layers`), for a
+layer's sub-layers, or for undoing the loss scaling of a distribution
+strategy (used by `keras_cbm.models` and `keras_cbm.training`). If a Keras
+release moves one of them, this is the only module to change. It imports no
+TensorFlow.
 """
 
+from keras.src.backend import rnn as _keras_rnn
+from keras.src.backend import standardize_data_format
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.losses.loss import unscale_loss_for_distribution
+from keras.src.ops.operation_utils import compute_conv_output_shape
+from keras.src.utils.argument_validation import standardize_padding
+from keras.src.utils.argument_validation import standardize_tuple
+
+# Keras' TensorFlow loop replaces a missing `input_length` by
+# `inputs.shape[1]`, which a tuple of inputs lacks; an int bound is only the
+# loop's iteration limit (it stops at the real length), so a large one serves.
+_UNKNOWN_LENGTH_BOUND = 2**31 - 1
+
+
+def recurrent_loop(
+    step_function,
+    inputs,
+    initial_states,
+    go_backwards=False,
+    unroll=False,
+    return_all_outputs=True,
+):
+    """Runs `step_function` over the time axis of a tuple of sequences.
+
+    Args:
+        step_function: `(step_inputs, states) -> (output, new_states)`, where
+            `step_inputs` is the tuple of `inputs` at one step.
+        inputs: A tuple of time-major `(time, batch, ...)` tensors (rank >=
+            3).
+        initial_states: A list of tensors.
+        go_backwards: Whether to iterate from the last step to the first.
+        unroll: Whether to unroll the loop (needs a static time length).
+        return_all_outputs: Whether to return all outputs or only the last.
+
+    Returns:
+        `(last_output, outputs, new_states)`, with time-major `outputs`
+        (`(1, batch, ...)` when `return_all_outputs=False`).
+    """
+    return _keras_rnn(
+        step_function,
+        inputs,
+        initial_states,
+        go_backwards=go_backwards,
+        unroll=unroll,
+        input_length=inputs[0].shape[0] or _UNKNOWN_LENGTH_BOUND,
+        time_major=True,
+        return_all_outputs=return_all_outputs,
+    )
 
 
 def sub_layers(layer):
@@ -35,4 +87,13 @@ def sub_layers(layer):
     return found
 
 
-__all__ = ["sub_layers", "unscale_loss_for_distribution"]
+__all__ = [
+    "DropoutRNNCell",
+    "compute_conv_output_shape",
+    "recurrent_loop",
+    "standardize_data_format",
+    "standardize_padding",
+    "standardize_tuple",
+    "sub_layers",
+    "unscale_loss_for_distribution",
+]

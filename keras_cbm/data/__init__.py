@@ -1,16 +1,15 @@
 """Clip pipelines: `tf.data` functions from a dataset of whole videos to a
 dataset of clips with alignment indices (the absolute frame index of every
 clip step), and datasets of the video files of a directory (decoded with
-PyAV).
+PyAV, which `pip install keras_cbm[video]` installs).
 
-This subpackage imports TensorFlow; `keras_cbm` does not import it.
+This subpackage imports TensorFlow; `keras_cbm` does not import it. The
+video-file datasets load PyAV when first used.
 """
 
 from keras_cbm.data.overlapping_clips import overlapping_clips
 from keras_cbm.data.uniform_clips import padded_window_batch
 from keras_cbm.data.uniform_clips import uniform_clips
-from keras_cbm.data.video_directory import video_clips_from_directory
-from keras_cbm.data.video_directory import video_dataset_from_directory
 
 __all__ = [
     "overlapping_clips",
@@ -19,3 +18,13 @@ __all__ = [
     "video_clips_from_directory",
     "video_dataset_from_directory",
 ]
+
+
+def __getattr__(name):
+    # The video-file datasets need PyAV (the `video` extra); the clip
+    # pipelines, which the main job uses, do not.
+    if name in ("video_clips_from_directory", "video_dataset_from_directory"):
+        from keras_cbm.data import video_directory
+
+        return getattr(video_directory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,8 +24,11 @@ import hashlib
 import os
 import tempfile
 
-import av
 import numpy as np
+
+from keras_cbm.extras import require
+
+av = require("av", "Reading video files")
 
 # Frames a sequential decode checks at indexing: reordering (B-frames, an
 # AVI's guessed timestamps) shows within the first group of pictures.

@@ -11,14 +11,18 @@ import fractions
 import functools
 import warnings
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from keras_cbm.data.container_pool import ContainerPool
 from keras_cbm.data.video_index import VideoFileError
 from keras_cbm.data.video_index import frame_index
 from keras_cbm.data.video_index import open_video
+from keras_cbm.extras import require
+
+av = require("av", "Reading video files")
+VideoReformatter = require(
+    "av.video.reformatter", "Reading video files"
+).VideoReformatter
 
 # A seek restarts the decoder at a keyframe: on small frames, decoding on
 # through a few dozen frames is cheaper (measured on 32x32 H.264: spans of

@@ -12,12 +12,12 @@ them (nothing is downloaded):
   frames.
 
 `export_videos` writes such a dataset as video files, one folder per class,
-for `keras_cbm.data.video_dataset_from_directory`.
+for `keras_cbm.data.video_dataset_from_directory` (with PyAV, which
+`pip install keras_cbm[video]` installs, loaded when first used).
 
 This subpackage imports TensorFlow; `keras_cbm` does not import it.
 """
 
-from keras_cbm.datasets.export_videos import export_videos
 from keras_cbm.datasets.motion_order import CLASS_NAMES as MOTION_ORDER_CLASSES
 from keras_cbm.datasets.motion_order import MotionOrder
 from keras_cbm.datasets.motion_order import MotionOrderConfig
@@ -34,3 +34,13 @@ __all__ = [
     "export_videos",
     "future_frame_pairs",
 ]
+
+
+def __getattr__(name):
+    # Writing video files needs PyAV (the `video` extra); the builders do
+    # not.
+    if name == "export_videos":
+        from keras_cbm.datasets import video_export
+
+        return video_export.export_videos
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

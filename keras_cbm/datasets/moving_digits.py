@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_cbm.datasets.local_builder import LocalBuilder
+from keras_cbm.extras import require
 
 # The first 80 % of scikit-learn's 1797 digit images feed the train split,
 # the rest the test split: test videos show digits never seen in training.
@@ -204,8 +205,9 @@ def moving_digits_examples(config, split, num_videos=None):
 
 def split_digits(split):
     """The digit images of a split: uint8 `(n, 8, 8)` and int64 `(n,)`."""
-    from sklearn.datasets import load_digits
-
+    load_digits = require(
+        "sklearn.datasets", "moving_digits' handwritten digits"
+    ).load_digits
     digits = load_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)
     classes = digits.target.astype(np.int64)

@@ -14,8 +14,8 @@ from keras import ops
 from keras import random
 from keras import regularizers
 
-from keras_cbm.layers.keras_internals import DropoutRNNCell
-from keras_cbm.layers.keras_internals import recurrent_loop
+from keras_cbm.keras_internals import DropoutRNNCell
+from keras_cbm.keras_internals import recurrent_loop
 from keras_cbm.layers.temporal_dropout import check_rate
 from keras_cbm.layers.temporal_dropout import sample_gradient_gate
 from keras_cbm.layers.temporal_dropout import temporal_dropout

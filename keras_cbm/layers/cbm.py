@@ -42,7 +42,7 @@ class CBMCell(BaseCBMCell):
     Example:
 
     >>> layer = keras.layers.RNN(CBMCell(8), return_sequences=True)
-    >>> layer(np.zeros((2, 5, 3))).shape
+    >>> tuple(layer(np.zeros((2, 5, 3))).shape)
     (2, 5, 8)
     """
 
@@ -158,7 +158,7 @@ class CBM(BaseCBM):
     Example:
 
     >>> layer = CBM(8, merge="concat", return_sequences=True)
-    >>> layer(np.zeros((2, 5, 3))).shape
+    >>> tuple(layer(np.zeros((2, 5, 3))).shape)
     (2, 5, 16)
     """
 

@@ -3,13 +3,13 @@
 import keras
 from keras import ops
 
+from keras_cbm.keras_internals import compute_conv_output_shape
+from keras_cbm.keras_internals import standardize_data_format
+from keras_cbm.keras_internals import standardize_padding
+from keras_cbm.keras_internals import standardize_tuple
 from keras_cbm.layers.base_cbm import BaseCBM
 from keras_cbm.layers.base_cbm import BaseCBMCell
 from keras_cbm.layers.base_cbm import cell_property
-from keras_cbm.layers.keras_internals import compute_conv_output_shape
-from keras_cbm.layers.keras_internals import standardize_data_format
-from keras_cbm.layers.keras_internals import standardize_padding
-from keras_cbm.layers.keras_internals import standardize_tuple
 
 
 @keras.saving.register_keras_serializable(package="keras_cbm")
@@ -97,7 +97,7 @@ class ConvCBMCell(BaseCBMCell):
 
     >>> cell = ConvCBMCell(rank=2, filters=4, kernel_size=3, padding="same")
     >>> layer = keras.layers.RNN(cell, return_sequences=True)
-    >>> layer(np.zeros((2, 5, 8, 8, 3))).shape
+    >>> tuple(layer(np.zeros((2, 5, 8, 8, 3))).shape)
     (2, 5, 8, 8, 4)
     """
 

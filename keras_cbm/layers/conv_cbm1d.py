@@ -37,7 +37,8 @@ class ConvCBM1D(ConvCBM):
     Example:
 
     >>> frames = np.random.rand(2, 8, 16, 3).astype("float32")
-    >>> ConvCBM1D(4, 3, padding="same", return_sequences=True)(frames).shape
+    >>> layer = ConvCBM1D(4, 3, padding="same", return_sequences=True)
+    >>> tuple(layer(frames).shape)
     (2, 8, 16, 4)
     """
 

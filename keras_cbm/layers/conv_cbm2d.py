@@ -121,7 +121,7 @@ class ConvCBM2D(ConvCBM):
     >>> frames = np.random.rand(2, 8, 16, 16, 3).astype("float32")
     >>> layer = ConvCBM2D(4, 3, padding="same", return_sequences=True,
     ...                   temporal_dropout=0.5)
-    >>> layer(frames, training=True).shape
+    >>> tuple(layer(frames, training=True).shape)
     (2, 8, 16, 16, 4)
 
     >>> tuple(layer.cell.recurrent_kernel.shape)  # [U_T, U_a]

@@ -37,7 +37,8 @@ class ConvCBM3D(ConvCBM):
     Example:
 
     >>> frames = np.random.rand(2, 4, 6, 6, 6, 3).astype("float32")
-    >>> ConvCBM3D(4, 3, padding="same", return_sequences=True)(frames).shape
+    >>> layer = ConvCBM3D(4, 3, padding="same", return_sequences=True)
+    >>> tuple(layer(frames).shape)
     (2, 4, 6, 6, 6, 4)
     """
 

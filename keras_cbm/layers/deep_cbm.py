@@ -12,7 +12,7 @@ from keras_cbm.layers.conv_cbm2d import ConvCBM2D
 from keras_cbm.layers.deep_cbm_layout import plan_layout
 from keras_cbm.layers.per_frame import apply_per_frame
 
-CELLS = ("cbm", "convlstm")
+LAYER_TYPES = ("cbm", "convlstm")
 # The reference's CBM initialisation: Xavier-normal with gain 3.0.
 REFERENCE_INITIALIZER = initializers.VarianceScaling(
     9.0, "fan_avg", "untruncated_normal"
@@ -87,7 +87,8 @@ class DeepCBM(layers.Layer):
         temporal_gate: The CBM layers' gate of T (see `ConvCBM2D`):
             `"recurrent"`, `"input"` or `None` (the paper's T, which
             forgets within a few frames). `"auto"`: `"recurrent"` for CBM
-            layers, `None` with `cell="convlstm"` (which takes only `None`).
+            layers, `None` with `layer_type="convlstm"` (which takes only
+            `None`).
             `**keras_cbm.layers.PAPER_CELL` gives the paper's cell.
         batch_norm: Whether to batch-normalise each layer's convolutions
             (and each shortcut convolution). CBM layers normalise R's and
@@ -97,7 +98,7 @@ class DeepCBM(layers.Layer):
             time step on its own and includes T's recurrent term.
             `keras.layers.ConvLSTM2D` has no such option, so the ConvLSTM
             baseline normalises each layer's output instead.
-        cell: `"cbm"` for `ConvCBM2D` layers, `"convlstm"` for
+        layer_type: `"cbm"` for `ConvCBM2D` layers, `"convlstm"` for
             `keras.layers.ConvLSTM2D` layers of the same layout (their
             state is `[h, c]`; their forget-gate bias starts at 1).
         kernel_initializer: Initializer of the input kernels.
@@ -148,7 +149,7 @@ class DeepCBM(layers.Layer):
     >>> paper = DeepCBM(depth=2, filters=8, **PAPER_CELL)
     >>> tuple(paper(frames).shape), paper.temporal_gate
     ((2, 3, 7, 7, 8), None)
-    >>> DeepCBM(depth=2, filters=8, cell="convlstm").temporal_gate is None
+    >>> DeepCBM(depth=2, filters=8, layer_type="convlstm").temporal_gate is None
     True
     """
 
@@ -167,7 +168,7 @@ class DeepCBM(layers.Layer):
         recurrent_activation="auto",
         temporal_gate="auto",
         batch_norm=False,
-        cell="cbm",
+        layer_type="cbm",
         kernel_initializer="glorot_uniform",
         recurrent_initializer="orthogonal",
         bias_initializer="zeros",
@@ -186,23 +187,27 @@ class DeepCBM(layers.Layer):
             pool_after=pool_after,
             temporal_dropout=temporal_dropout,
         )
-        if cell not in CELLS:
+        if layer_type not in LAYER_TYPES:
             raise ValueError(
-                f"`cell` must be one of {CELLS}. Received: cell={cell!r}"
+                f"`layer_type` must be one of {LAYER_TYPES}. "
+                f"Received: layer_type={layer_type!r}"
             )
         # "auto": each cell's own default (ConvLSTM2D's gates are sigmoid).
         if temporal_gate == "auto":
-            temporal_gate = None if cell == "convlstm" else "recurrent"
+            temporal_gate = None if layer_type == "convlstm" else "recurrent"
         if isinstance(recurrent_activation, str) and (
             recurrent_activation == "auto"
         ):
-            recurrent_activation = "sigmoid" if cell == "convlstm" else "tanh"
+            recurrent_activation = (
+                "sigmoid" if layer_type == "convlstm" else "tanh"
+            )
         check_choice("temporal_gate", temporal_gate, TEMPORAL_GATES)
-        if temporal_gate is not None and cell == "convlstm":
+        if temporal_gate is not None and layer_type == "convlstm":
             raise ValueError(
-                '`temporal_gate` must be None with `cell="convlstm"` '
-                "(ConvLSTM2D has gates of its own). Received: "
-                f"temporal_gate={temporal_gate!r}, cell='convlstm'"
+                "`temporal_gate` must be None with "
+                '`layer_type="convlstm"` (ConvLSTM2D has gates of its '
+                "own). Received: "
+                f"temporal_gate={temporal_gate!r}, layer_type='convlstm'"
             )
         self.depth = depth
         self.filters = filters
@@ -217,7 +222,7 @@ class DeepCBM(layers.Layer):
         self.recurrent_activation = activations.get(recurrent_activation)
         self.temporal_gate = temporal_gate
         self.batch_norm = batch_norm
-        self.cell = cell
+        self.layer_type = layer_type
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -234,7 +239,7 @@ class DeepCBM(layers.Layer):
             layers.BatchNormalization(
                 name=f"batch_norm_{i + 1}", dtype=self.dtype_policy
             )
-            if batch_norm and cell == "convlstm"
+            if batch_norm and layer_type == "convlstm"
             else None
             for i in range(depth)
         ]
@@ -267,7 +272,7 @@ class DeepCBM(layers.Layer):
             return_state=True,
             dtype=self.dtype_policy,
         )
-        if self.cell == "convlstm":
+        if self.layer_type == "convlstm":
             return layers.ConvLSTM2D(name=f"conv_lstm_{index + 1}", **common)
         return ConvCBM2D(
             merge=self.merge,
@@ -449,6 +454,14 @@ class DeepCBM(layers.Layer):
         """The number of residual shortcuts: `depth // jump_stride`."""
         return len(self._layout.blocks)
 
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        # Configs saved before the argument's rename call it `cell`.
+        if "cell" in config:
+            config["layer_type"] = config.pop("cell")
+        return super().from_config(config)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -467,7 +480,7 @@ class DeepCBM(layers.Layer):
             ),
             "temporal_gate": self.temporal_gate,
             "batch_norm": self.batch_norm,
-            "cell": self.cell,
+            "layer_type": self.layer_type,
             "kernel_initializer": initializers.serialize(
                 self.kernel_initializer
             ),

@@ -46,7 +46,7 @@ def backbone_classifier(
     merge="add",
     activation="tanh",
     batch_norm=True,
-    cell="cbm",
+    layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
     kernel_initializer=REFERENCE_INITIALIZER,
@@ -77,7 +77,7 @@ def backbone_classifier(
             `trainable_backbone`.
         num_classes: Positive integer, the number of classes.
         depth, filters, jump_stride, shortcut, pool_after, temporal_dropout,
-            merge, activation, batch_norm, cell, temporal_gate,
+            merge, activation, batch_norm, layer_type, temporal_gate,
             recurrent_activation, kernel_initializer: The `DeepCBM`
             stack's arguments
             (`kernel_initializer` also serves as its
@@ -125,7 +125,7 @@ def backbone_classifier(
         merge=merge,
         activation=activation,
         batch_norm=batch_norm,
-        cell=cell,
+        layer_type=layer_type,
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
         kernel_initializer=kernel_initializer,

@@ -54,7 +54,7 @@ def future_frame_predictor(
     merge="add",
     activation="relu",
     batch_norm=False,
-    cell="cbm",
+    layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
     name="future_frame_predictor",
@@ -84,7 +84,7 @@ def future_frame_predictor(
         encoder_filters: Filters of the encoder's convolutions (the
             decoder mirrors them).
         depth, filters, jump_stride, temporal_dropout, merge, activation,
-            batch_norm, cell, temporal_gate, recurrent_activation: The
+            batch_norm, layer_type, temporal_gate, recurrent_activation: The
             `DeepCBM` stack's arguments.
         name: The model's name.
 
@@ -152,7 +152,7 @@ def future_frame_predictor(
         merge=merge,
         activation=activation,
         batch_norm=batch_norm,
-        cell=cell,
+        layer_type=layer_type,
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
         return_state=True,

@@ -17,7 +17,7 @@ def standalone_classifier(
     merge="add",
     activation="relu",
     batch_norm=True,
-    cell="cbm",
+    layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
     kernel_initializer=REFERENCE_INITIALIZER,
@@ -42,7 +42,7 @@ def standalone_classifier(
         frame_shape: `(rows, cols, channels)` of the frames.
         stage_filters: Filters of each stage.
         blocks_per_stage: Positive integer, residual blocks per stage.
-        temporal_dropout, merge, activation, batch_norm, cell,
+        temporal_dropout, merge, activation, batch_norm, layer_type,
             temporal_gate, recurrent_activation, kernel_initializer: The
             `DeepCBM` stack's
             arguments (`kernel_initializer` also serves as its
@@ -83,7 +83,7 @@ def standalone_classifier(
         merge=merge,
         activation=activation,
         batch_norm=batch_norm,
-        cell=cell,
+        layer_type=layer_type,
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
         kernel_initializer=kernel_initializer,

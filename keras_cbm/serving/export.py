@@ -292,10 +292,12 @@ def export(
     Example:
 
     >>> import tempfile
+    >>> import tensorflow as tf
     >>> from keras_cbm.layers import ConvCBM2D
     >>> model = keras.Sequential([
     ...     keras.Input((None, 16, 16, 3)),
-    ...     ConvCBM2D(4, 3, padding="same", return_sequences=True),
+    ...     ConvCBM2D(4, 3, padding="same", return_sequences=True,
+    ...               name="cbm"),
     ...     keras.layers.TimeDistributed(
     ...         keras.layers.GlobalAveragePooling2D()),
     ...     keras.layers.Dense(3)])
@@ -307,7 +309,7 @@ def export(
     >>> sorted(served.signatures["step"].structured_input_signature[1])
     ['frame', 'state_1']
     >>> served.signatures["state_layers"]()["layers"].numpy()
-    array([b'conv_cbm2d'], dtype=object)
+    array([b'cbm'], dtype=object)
     """
     model, aggregation, from_logits = _settings(model, aggregation, from_logits)
     _check_scale(scale)

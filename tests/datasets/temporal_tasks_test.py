@@ -1,5 +1,3 @@
-import doctest
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -181,8 +179,3 @@ def test_the_same_probe_solves_the_task_from_the_whole_video(task):
         (summaries(test_videos), test_labels),
     )
     assert accuracy > 0.95, accuracy
-
-
-def test_docstring_examples_run():
-    failures, tried = doctest.testmod(temporal_tasks)
-    assert tried > 0 and failures == 0

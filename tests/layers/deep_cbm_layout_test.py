@@ -1,11 +1,9 @@
 """The layout plan alone: plain Python, no layers and no tensors."""
 
-import doctest
 import re
 
 import pytest
 
-from keras_cbm.layers import deep_cbm_layout
 from keras_cbm.layers.deep_cbm_layout import plan_layout
 
 
@@ -148,8 +146,3 @@ def test_conv_shortcut_projects_every_block_auto_only_shape_changes():
 def test_bad_arguments_name_argument_expected_and_received(override, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         plan_layout(**{"depth": 15, "filters": 4, **override})
-
-
-def test_docstring_example_runs():
-    failures, tried = doctest.testmod(deep_cbm_layout)
-    assert tried > 0 and failures == 0

@@ -1,4 +1,3 @@
-import doctest
 import os
 
 import keras
@@ -43,7 +42,7 @@ class DeepCBMLayoutTest(testing.TestCase):
             filters=4,
             jump_stride=5,
             pool_after=(5, 10, 15),
-            cell=cell,
+            layer_type=cell,
             return_state=True,
         )
         outputs, states = stack(random_sequences((2, 3, 7, 7, 4)))
@@ -61,7 +60,7 @@ class DeepCBMLayoutTest(testing.TestCase):
     @parameterized.parameters("cbm", "convlstm")
     def test_conv_shortcut_count_is_depth_over_jump_stride(self, cell):
         stack = DeepCBM(
-            depth=15, filters=4, jump_stride=5, shortcut="conv", cell=cell
+            depth=15, filters=4, jump_stride=5, shortcut="conv", layer_type=cell
         )
         stack.build((None, None, 7, 7, 4))
         convs = [c for c in stack.shortcut_convs if c is not None]
@@ -185,7 +184,7 @@ class DeepCBMLayoutTest(testing.TestCase):
 class DeepCBMDefaultsTest(testing.TestCase):
     def test_auto_gives_each_cell_its_own_default(self):
         cbm = DeepCBM(depth=2, filters=4)
-        convlstm = DeepCBM(depth=2, filters=4, cell="convlstm")
+        convlstm = DeepCBM(depth=2, filters=4, layer_type="convlstm")
         self.assertEqual(cbm.temporal_gate, "recurrent")
         self.assertEqual(cbm.merge, "add")
         self.assertIsNone(convlstm.temporal_gate)
@@ -218,13 +217,13 @@ class DeepCBMResidualTest(testing.TestCase):
         self, cell
     ):
         x = random_sequences((2, 3, 6, 6, 4))
-        stack = DeepCBM(depth=5, filters=4, jump_stride=5, cell=cell)
+        stack = DeepCBM(depth=5, filters=4, jump_stride=5, layer_type=cell)
         stack.build(x.shape)
         # A zeroed layer outputs zeros (tanh(0) * c, or o * tanh(0)); so
         # does every layer after it, whose input and biases are zero.
         zero_weights(stack.recurrent_layers[2])
         self.assertAllClose(stack(x), x, atol=1e-6)
-        plain = DeepCBM(depth=5, filters=4, cell=cell)
+        plain = DeepCBM(depth=5, filters=4, layer_type=cell)
         plain.build(x.shape)
         zero_weights(plain.recurrent_layers[2])
         self.assertAllClose(plain(x), np.zeros_like(x), atol=1e-6)
@@ -255,7 +254,7 @@ class DeepCBMStateTest(testing.TestCase):
             jump_stride=2,
             pool_after=(2,),
             batch_norm=True,
-            cell=cell,
+            layer_type=cell,
             return_state=True,
         )
         whole, whole_states = stack(x)
@@ -278,7 +277,7 @@ class DeepCBMStateTest(testing.TestCase):
         if cell == "convlstm" and keras.backend.backend() == "jax":
             self.skipTest("Keras 3.15's masked ConvLSTM2D fails on JAX")
         x = random_sequences((2, 9, 6, 6, 3))
-        stack = DeepCBM(depth=3, filters=4, jump_stride=2, cell=cell)
+        stack = DeepCBM(depth=3, filters=4, jump_stride=2, layer_type=cell)
         self.assertEqual(tuple(stack(x).shape), (2, 9, 6, 6, 4))
         cut = np.arange(9)[None, :].repeat(2, axis=0) < 6
         _, states = stack(x, mask=cut, return_state=True)
@@ -366,7 +365,7 @@ class DeepCBMKerasTest(testing.TestCase):
         )
 
     @parameterized.parameters(
-        {"cell": "convlstm", "kernel_initializer": REFERENCE_INIT},
+        {"layer_type": "convlstm", "kernel_initializer": REFERENCE_INIT},
         {"temporal_gate": "input", "merge": "add"},
         {
             "temporal_gate": "recurrent",
@@ -390,6 +389,20 @@ class DeepCBMKerasTest(testing.TestCase):
         copy.set_weights(stack.get_weights())
         self.assertEqual(copy.get_config(), stack.get_config())
         self.assertAllClose(copy(x), stack(x))
+
+    def test_config_saved_with_the_old_cell_argument_loads(self):
+        config = DeepCBM(depth=2, filters=3, layer_type="convlstm").get_config()
+        config["cell"] = config.pop("layer_type")
+        copy = DeepCBM.from_config(config)
+        self.assertEqual(copy.layer_type, "convlstm")
+        self.assertNotIn("cell", copy.get_config())
+        copy.build((None, None, 6, 6, 2))
+        self.assertTrue(
+            all(
+                isinstance(r, keras.layers.ConvLSTM2D)
+                for r in copy.recurrent_layers
+            )
+        )
 
     @pytest.mark.skipif(
         keras.backend.backend() != "tensorflow",
@@ -431,15 +444,18 @@ class DeepCBMValidationTest(testing.TestCase):
         ({"temporal_dropout": 1.5}, "temporal_dropout"),
         ({"strides": 0}, "strides"),
         ({"jump_stride": 0}, "jump_stride"),
-        ({"cell": "lstm"}, "cell"),
+        ({"layer_type": "lstm"}, "layer_type"),
         ({"shortcut": "identity"}, "shortcut"),
         ({"depth": 0}, "depth"),
         ({"temporal_gate": 1}, "temporal_gate"),
         ({"temporal_gate": True}, "temporal_gate"),
         ({"temporal_gate": False}, "temporal_gate"),
         ({"temporal_gate": "state"}, "temporal_gate"),
-        ({"temporal_gate": "input", "cell": "convlstm"}, "temporal_gate"),
-        ({"temporal_gate": "recurrent", "cell": "convlstm"}, "temporal_gate"),
+        ({"temporal_gate": "input", "layer_type": "convlstm"}, "temporal_gate"),
+        (
+            {"temporal_gate": "recurrent", "layer_type": "convlstm"},
+            "temporal_gate",
+        ),
     )
     def test_bad_arguments_name_argument_expected_and_received(
         self, override, name
@@ -455,11 +471,3 @@ class DeepCBMValidationTest(testing.TestCase):
         x = np.zeros((1, 2, 4, 4, 1), "float32")
         with self.assertRaisesRegex(ValueError, "`initial_state`.*Received"):
             stack(x, initial_state=[[np.zeros((1, 4, 4, 2), "float32")]])
-
-
-@layout_only
-def test_docstring_example_runs():
-    failures, tried = doctest.testmod(
-        deep_cbm, extraglobs={"np": np, "keras": keras}
-    )
-    assert tried > 0 and failures == 0

@@ -1,12 +1,9 @@
-import doctest
-
 import keras
 import numpy as np
 from absl.testing import parameterized
 from keras.src import testing
 
 from keras_cbm.layers import FrameAggregation
-from keras_cbm.layers import frame_aggregation
 
 # Two videos of four frames, three classes. Video 0's last frame is masked.
 FRAMES = np.array(
@@ -80,8 +77,3 @@ class FrameAggregationTest(testing.TestCase):
             FrameAggregation("median")
         with self.assertRaisesRegex(ValueError, "rank 3.*Received"):
             FrameAggregation("mean")(np.zeros((2, 3, 4, 5)))
-
-
-def test_docstring_example_runs():
-    failures, tried = doctest.testmod(frame_aggregation, extraglobs={"np": np})
-    assert tried > 0 and failures == 0

@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent(
+# Makes TensorFlow unimportable in the process that runs it.
+WITHOUT_TENSORFLOW = textwrap.dedent(
     """
     import sys
 
@@ -15,6 +16,11 @@ SCRIPT = textwrap.dedent(
                 raise ImportError("TensorFlow is not installed here")
 
     sys.meta_path.insert(0, NoTensorFlow())
+    """
+)
+
+SCRIPT = WITHOUT_TENSORFLOW + textwrap.dedent(
+    """
     import numpy as np
     from keras_cbm.layers import CBM, ConvCBM2D
 
@@ -22,6 +28,27 @@ SCRIPT = textwrap.dedent(
     print(ConvCBM2D(4, 3, padding="same")(frames).shape)
     print(CBM(4)(np.zeros((2, 3, 5), "float32")).shape)
     assert not any(m.split(".")[0] == "tensorflow" for m in sys.modules)
+    """
+)
+
+# What `keras_cbm/__init__.py` says runs on every backend.
+PACKAGES_SCRIPT = WITHOUT_TENSORFLOW + textwrap.dedent(
+    """
+    import keras_cbm
+    import keras_cbm.layers
+    import keras_cbm.losses
+    import keras_cbm.models
+    import keras_cbm.training
+
+    assert keras_cbm.training.CoherenceModel
+    assert keras_cbm.losses.OverlapCoherence
+    assert keras_cbm.models.standalone_classifier
+    try:
+        keras_cbm.training.MultiWorkerFit
+    except ImportError:
+        pass
+    else:
+        raise AssertionError("MultiWorkerFit loaded without TensorFlow")
     """
 )
 
@@ -37,3 +64,26 @@ def test_layers_import_and_run_without_tensorflow(backend):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["(2,", "8,", "8,", "4)", "(2,", "4)"]
+
+
+def test_backend_neutral_packages_import_without_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-c", PACKAGES_SCRIPT],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_importing_the_layers_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import keras_cbm.layers"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.stdout, result.stderr) == ("", "")

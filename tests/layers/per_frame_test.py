@@ -1,10 +1,6 @@
-import doctest
-
 import keras
-import numpy as np
 from keras.src import testing
 
-from keras_cbm.layers import per_frame
 from keras_cbm.layers.per_frame import apply_per_frame
 from tests.layers.testing_utils import random_sequences
 
@@ -18,9 +14,3 @@ class ApplyPerFrameTest(testing.TestCase):
         for b in range(2):
             for t in range(3):
                 self.assertAllClose(outputs[b, t], pool(x[b, t][None])[0])
-
-    def test_docstring_example_runs(self):
-        failures, tried = doctest.testmod(
-            per_frame, extraglobs={"np": np, "keras": keras}
-        )
-        self.assertTrue(tried > 0 and failures == 0)

@@ -87,11 +87,3 @@ class ImageMetricsTest(testing.TestCase):
         per_frame = tf.image.psnr(y_true, y_pred, max_val=1.0).numpy()
         expected = (per_frame * weights).sum() / weights.sum()
         self.assertAllClose(psnr.result(), expected, rtol=1e-5)
-
-    def test_docstring_examples_run(self):
-        import doctest
-
-        from keras_cbm.metrics import frame_metrics
-
-        failures, tried = doctest.testmod(frame_metrics, extraglobs={"np": np})
-        self.assertTrue(tried > 0 and failures == 0)

@@ -1,7 +1,6 @@
 """Multi-worker training with real worker processes on 127.0.0.1, run
 through `examples/multi_worker.py`, and the `MultiWorkerFit` workaround."""
 
-import doctest
 import json
 import os
 import signal
@@ -131,10 +130,3 @@ def test_logs_stay_scalar_outside_multi_worker():
     history = model.fit(dataset, epochs=2, verbose=0)
     assert np.shape(history.history["loss"]) == (2,)
     assert np.shape(model.evaluate(dataset, verbose=0)) == ()
-
-
-def test_docstring_examples_run():
-    failures, tried = doctest.testmod(
-        multi_worker, extraglobs={"np": np, "keras": keras}
-    )
-    assert tried > 0 and failures == 0

@@ -1,4 +1,3 @@
-import importlib
 import json
 import os
 import subprocess
@@ -326,16 +325,6 @@ class ExportTest(testing.TestCase):
                 ValueError, "layer 'both_ways'.*later frames change earlier"
             ):
                 export(model, self.get_temp_dir())
-
-    def test_docstring_examples_run(self):
-        import doctest
-
-        failures, tried = doctest.testmod(
-            importlib.import_module("keras_cbm.serving.export"),
-            extraglobs={"np": np, "tf": tf},
-        )
-        self.assertGreater(tried, 0)
-        self.assertEqual(failures, 0)
 
 
 class ServingInputsTest(testing.TestCase):

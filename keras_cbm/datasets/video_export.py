@@ -3,9 +3,12 @@ that `keras_cbm.data.video_dataset_from_directory` reads."""
 
 import os
 
-import av
 import numpy as np
 import tensorflow_datasets as tfds
+
+from keras_cbm.extras import require
+
+av = require("av", "Writing video files")
 
 # Near-lossless H.264: small, sharp objects (motion_order's squares) keep
 # their values; FFmpeg's default (crf 23) softens them.

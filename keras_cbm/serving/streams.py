@@ -64,8 +64,8 @@ class StreamServer:
 
     @property
     def streams(self):
-        """The live streams, in the order they were added (rows move on
-        drops)."""
+        """The live streams, in the order of their rows (the last stream
+        takes a dropped stream's row)."""
         with self._lock:
             return list(self._order)
 

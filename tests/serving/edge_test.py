@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl.testing import parameterized
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.interpreter import OpResolverType
 from keras.src import testing
@@ -158,6 +157,7 @@ class ExportStepTest(testing.TestCase):
             | {op for op in operations if op in ("WHILE", "CUSTOM")}
         )
 
+    @pytest.mark.slow
     def test_quantized_variants(self):
         keras.utils.set_random_seed(0)
         model = cbm_stack(filters=16)

@@ -2,6 +2,8 @@
 
 import setuptools
 
+EDGE = ["ai-edge-litert", "onnxruntime", "tf2onnx"]
+
 setuptools.setup(
     name="keras-cbm",
     version="0.1.0",
@@ -31,6 +33,10 @@ setuptools.setup(
         "av>=18",
     ],
     extras_require={
+        # The frame-by-frame step on devices (keras_cbm.serving.export_step,
+        # LiteRTStep, OnnxStep): Keras' LiteRT and ONNX exporters and the
+        # two runtimes.
+        "edge": EDGE,
         # tfds.testing imports dill, which tensorflow-datasets leaves out.
         "test": [
             "pytest",
@@ -40,6 +46,7 @@ setuptools.setup(
             "dill",
             # Property-based tests of the layers and the data functions.
             "hypothesis",
+            *EDGE,
         ],
     },
 )

@@ -2,6 +2,7 @@
 interface: NumPy frames and states in, probabilities and next states out."""
 
 import collections
+import importlib
 
 import numpy as np
 
@@ -13,6 +14,16 @@ _ONNX_TYPES = {
 }
 # A state input of a step: its name, shape (batch `None`) and NumPy dtype.
 StateSpec = collections.namedtuple("StateSpec", "name shape dtype")
+
+
+def _edge_import(module, package):
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"Running an exported step needs `{package}`: pip install "
+            "keras-cbm[edge]"
+        ) from error
 
 
 def _state_number(name):
@@ -58,8 +69,9 @@ class LiteRTStep(_Step):
     """
 
     def __init__(self, path, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
+        Interpreter = _edge_import(
+            "ai_edge_litert.interpreter", "ai-edge-litert"
+        ).Interpreter
         self.interpreter = Interpreter(path, num_threads=num_threads)
         self.runner = self.interpreter.get_signature_runner()
         inputs = self.runner.get_input_details()
@@ -99,8 +111,7 @@ class OnnxStep(_Step):
     """
 
     def __init__(self, path, num_threads=None):
-        import onnxruntime
-
+        onnxruntime = _edge_import("onnxruntime", "onnxruntime")
         options = onnxruntime.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = num_threads

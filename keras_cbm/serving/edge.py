@@ -90,6 +90,7 @@ def export_step(
     >>> import os
     >>> import tempfile
     >>> from keras_cbm.layers import ConvCBM2D
+    >>> from keras_cbm.serving import LiteRTStep
     >>> model = keras.Sequential([
     ...     keras.Input((None, 16, 16, 3)),
     ...     ConvCBM2D(4, 3, padding="same", return_sequences=True),

@@ -32,13 +32,16 @@ class StreamServer:
     >>> import os
     >>> import tempfile
     >>> from keras_cbm.layers import ConvCBM2D
+    >>> from keras_cbm.serving import LiteRTStep
+    >>> from keras_cbm.serving import export_step
     >>> model = keras.Sequential([
     ...     keras.Input((None, 8, 8, 1)),
     ...     ConvCBM2D(2, 3, padding="same", return_sequences=True),
     ...     keras.layers.TimeDistributed(
     ...         keras.layers.GlobalAveragePooling2D()),
     ...     keras.layers.Dense(3)])
-    >>> path = export_step(model, os.path.join(tempfile.mkdtemp(), "s.tflite"))
+    >>> path = export_step(
+    ...     model, os.path.join(tempfile.mkdtemp(), "step.tflite"))
     >>> server = StreamServer(LiteRTStep(path))
     >>> server.add("door")
     >>> server.add("hall")

@@ -14,7 +14,6 @@ from keras_cbm import datasets
 from keras_cbm import models
 from keras_cbm.datasets.motion_order import motion_order_examples
 from keras_cbm.layers import ConvCBM2D
-from keras_cbm.serving import FrameStep
 from keras_cbm.serving import LiteRTStep
 from keras_cbm.serving import OnnxStep
 from keras_cbm.serving import SavedModelStep
@@ -291,13 +290,7 @@ class ExportStepTest(testing.TestCase):
             module = importlib.import_module(f"keras_cbm.serving.{module}")
             failures, tried = doctest.testmod(
                 module,
-                extraglobs={
-                    "np": np,
-                    "keras": keras,
-                    "export_step": export_step,
-                    "LiteRTStep": LiteRTStep,
-                    "FrameStep": FrameStep,
-                },
+                extraglobs={"np": np, "keras": keras},
             )
             self.assertGreater(tried, 0, msg=module.__name__)
             self.assertEqual(failures, 0, msg=module.__name__)

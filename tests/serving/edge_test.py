@@ -32,7 +32,11 @@ GATED = {
     "recurrent_activation": "tanh",
     "merge": "add",
 }
-PAPER = {"temporal_gate": None, "recurrent_activation": "sigmoid"}
+PAPER = {
+    "temporal_gate": None,
+    "recurrent_activation": "sigmoid",
+    "merge": "multiply",
+}
 
 
 def cbm_stack(filters=3):

@@ -5,7 +5,9 @@ Every test video of `motion_order/recognition` is streamed frame by frame
 (every `--frame-stride`-th frame, as the model was trained) from zero
 states through each step, all videos in one batch; a video's prediction is
 the mean of its frames' probabilities (`CoherenceModel`'s default
-aggregation) and, as a second reading, its last frame's. int8 is calibrated
+aggregation) and, as a second reading, its last frame's. The main job
+trains on the frames' uint8 values as they are, so the steps are exported
+with `scale=1`. int8 is calibrated
 on `--calibration-videos` training videos (not test ones).
 
     python examples/action_recognition.py --output DIR   # trains the model
@@ -93,7 +95,9 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         steps = {
             "SavedModel float32": serving.SavedModelStep(
-                serving.export(trainer, os.path.join(directory, "saved"))
+                serving.export(
+                    trainer, os.path.join(directory, "saved"), scale=1
+                )
             )
         }
         for name, kwargs in (
@@ -109,7 +113,10 @@ def main():
             ),
         ):
             path = serving.export_step(
-                trainer, os.path.join(directory, f"{name}.tflite"), **kwargs
+                trainer,
+                os.path.join(directory, f"{name}.tflite"),
+                scale=1,
+                **kwargs,
             )
             steps[f"LiteRT {name}"] = serving.LiteRTStep(path)
         print(

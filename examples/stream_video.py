@@ -96,6 +96,8 @@ def main(argv=None):
         trainer,
         os.path.join(args.output, f"step_{args.quantization}.tflite"),
         quantization=None if args.quantization == "none" else args.quantization,
+        # The main job trains on the frames' uint8 values as they are.
+        scale=1,
     )
     print(f"LiteRT step: {path} ({os.path.getsize(path) / 1024:.0f} KiB)")
     step = serving.LiteRTStep(path)

@@ -72,6 +72,7 @@ def test_streams_a_video_file_through_litert(tmp_path):
             )
         )
     )
-    expected = keras.ops.softmax(model(frames[None] / np.float32(255)))[0, -1]
+    # Unscaled, as the main job trains.
+    expected = keras.ops.softmax(model(frames[None].astype("float32")))[0, -1]
     np.testing.assert_allclose(printed, expected, atol=2e-6)
     assert (tmp_path / "out" / "step_none.tflite").is_file()

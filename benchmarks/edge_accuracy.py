@@ -4,10 +4,9 @@ model on motion_order's test set, against the SavedModel's float32 step.
 Every test video of `motion_order/recognition` is streamed frame by frame
 (every `--frame-stride`-th frame, as the model was trained) from zero
 states through each step, all videos in one batch; a video's prediction is
-the mean of its frames' probabilities (`CoherenceModel`'s default
-aggregation) and, as a second reading, its last frame's. The main job
-trains on the frames' uint8 values as they are, so the steps are exported
-with `scale=1`. int8 is calibrated
+the mean of its frames' probabilities and, as a second reading, its last
+frame's. The main job trains on the frames' uint8 values as they are, so
+the steps are exported with `scale=1`. int8 is calibrated
 on `--calibration-videos` training videos (not test ones).
 
     python examples/action_recognition.py --output DIR   # trains the model

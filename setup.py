@@ -2,6 +2,8 @@
 
 import setuptools
 
+EDGE = ["ai-edge-litert", "onnxruntime", "tf2onnx"]
+
 setuptools.setup(
     name="keras-cbm",
     version="0.1.0",
@@ -36,6 +38,10 @@ setuptools.setup(
         "video": ["av>=18"],
         # The handwritten digits of the moving_digits dataset.
         "digits": ["scikit-learn"],
+        # The frame-by-frame step on devices (keras_cbm.serving.export_step,
+        # LiteRTStep, OnnxStep): Keras' LiteRT and ONNX exporters and the
+        # two runtimes.
+        "edge": EDGE,
         "test": [
             "av>=18",
             "scikit-learn",
@@ -48,6 +54,7 @@ setuptools.setup(
             "dill",
             # Property-based tests of the layers and the data functions.
             "hypothesis",
+            *EDGE,
         ],
     },
 )

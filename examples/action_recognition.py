@@ -534,7 +534,8 @@ def run(args, config_name=None, task="action recognition"):
         f"{depth}-layer CBM, {task} on {splits.name}",
         chance,
     )
-    serving.export(trainer, saved_model_path)
+    # The model was trained on the frames' uint8 values as they are.
+    serving.export(trainer, saved_model_path, scale=1)
     with open(history_path, "w") as file:
         json.dump(
             {

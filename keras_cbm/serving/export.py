@@ -12,25 +12,19 @@ import tensorflow as tf
 from keras_cbm.keras_internals import sub_layers
 from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
 from keras_cbm.layers.frame_aggregation import video_probabilities
-from keras_cbm.models.recurrent_states import RecurrentStates
+from keras_cbm.serving.frame_step import FrameStep
+from keras_cbm.training.coherence_model import CoherenceModel
 
 
 def _settings(model, aggregation, from_logits):
-    """The model, aggregation and `from_logits` to export.
-
-    A `CoherenceModel` (recognised by its attributes: `keras_cbm.training`
-    is not imported here, so that serving needs no training code) gives its
-    wrapped model and its defaults.
-    """
-    wrapped = getattr(model, "model", None)
-    if isinstance(wrapped, keras.Model) and all(
-        hasattr(model, name) for name in ("aggregation", "from_logits")
-    ):
+    """The model, aggregation and `from_logits` to export; a
+    `CoherenceModel` gives its wrapped model and its defaults."""
+    if isinstance(model, CoherenceModel):
         if aggregation is None:
             aggregation = model.aggregation
         if from_logits is None:
             from_logits = model.from_logits
-        model = wrapped
+        model = model.model
     if not isinstance(model, keras.Model):
         raise ValueError(
             "`model` must be a Keras model of frames (batch, time, "
@@ -338,11 +332,10 @@ def export(
             )
         _add_classifier_endpoints(
             archive,
-            model,
+            FrameStep(model, frame_shape, from_logits, scale),
             frames_spec,
             model_input,
             aggregation,
-            from_logits,
         )
     else:
 
@@ -364,30 +357,17 @@ def export(
 
 
 def _add_classifier_endpoints(
-    archive, model, frames_spec, model_input, aggregation, from_logits
+    archive, frame_step, frames_spec, model_input, aggregation
 ):
     """Adds `classify`, `step` and `state_layers` (see `export`)."""
-    frame_shape = tuple(frames_spec.shape[2:])
-    frame_spec = tf.TensorSpec((None,) + frame_shape, "uint8", name="frame")
-    recurrent = RecurrentStates(model)
-    # A run over one frame gives every state's shape and dtype, in order.
-    _, layer_states = recurrent(
-        model_input(tf.zeros((1, 1) + frame_shape, "uint8")), training=False
+    model = frame_step.video_model
+    frame_spec = tf.TensorSpec(
+        frame_step.frame_spec.shape, "uint8", name="frame"
     )
-    state_specs, state_layers = [], []
-    for layer, states in zip(recurrent.layers, layer_states, strict=True):
-        for state in states:
-            state_specs.append(
-                tf.TensorSpec(
-                    (None,) + tuple(state.shape[1:]),
-                    state.dtype,
-                    name=f"state_{len(state_specs) + 1}",
-                )
-            )
-            state_layers.append(layer.name)
-
-    def probabilities(outputs):
-        return tf.nn.softmax(outputs, axis=-1) if from_logits else outputs
+    state_specs = [
+        tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)
+        for spec in frame_step.state_specs
+    ]
 
     def classify(frames):
         frames = _checked(frames, frames_spec)
@@ -400,7 +380,9 @@ def _add_classifier_endpoints(
             outputs = model(model_input(frames), training=False)
         return {
             "probabilities": video_probabilities(
-                outputs, aggregation=aggregation, from_logits=from_logits
+                outputs,
+                aggregation=aggregation,
+                from_logits=frame_step.from_logits,
             )
         }
 
@@ -423,30 +405,27 @@ def _add_classifier_endpoints(
             for spec, state in zip(state_specs, states, strict=True)
             if spec.dtype.is_floating
         ]
-        # Nested again as `RecurrentStates` takes them: per layer.
-        nested, start = [], 0
-        for layer in layer_states:
-            nested.append(states[start : start + len(layer)])
-            start += len(layer)
         with tf.control_dependencies(checks):
-            outputs, new_states = recurrent(
-                model_input(frame)[:, None],
-                initial_states=nested,
-                training=False,
+            outputs = frame_step(
+                {
+                    "frame": frame,
+                    **{
+                        spec.name: state
+                        for spec, state in zip(state_specs, states, strict=True)
+                    },
+                }
             )
+        # The client passes each output state back under its own name.
         return {
-            "probabilities": probabilities(outputs)[:, 0],
-            **{
-                spec.name: state
-                for spec, state in zip(
-                    state_specs, keras.tree.flatten(new_states), strict=True
-                )
-            },
+            name.removeprefix("next_"): output
+            for name, output in outputs.items()
         }
 
     def layers():
         return {
-            "layers": tf.constant(state_layers, tf.string, (len(state_layers),))
+            "layers": tf.constant(
+                frame_step.state_layers, tf.string, (len(state_specs),)
+            )
         }
 
     archive.add_endpoint("classify", classify, input_signature=[frames_spec])

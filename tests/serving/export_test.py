@@ -16,7 +16,9 @@ from keras.src import testing
 from keras_cbm.layers import ConvCBM2D
 from keras_cbm.layers import FrameAggregation
 from keras_cbm.models import RecurrentStates
+from keras_cbm.serving import LiteRTStep
 from keras_cbm.serving import export
+from keras_cbm.serving import export_step
 from keras_cbm.training import CoherenceModel
 from tests import video_models as models
 
@@ -284,6 +286,18 @@ class ExportTest(testing.TestCase):
             keras.ops.softmax(jax["outputs"], axis=-1),
             atol=1e-5,
         )
+        # The LiteRT step of the JAX-trained model, streamed frame by frame.
+        step = LiteRTStep(
+            export_step(trainer, os.path.join(work_dir, "step.tflite"))
+        )
+        states = step.zero_states(len(jax["videos"]))
+        for t in range(jax["videos"].shape[1]):
+            probabilities, states = step(jax["videos"][:, t], states)
+            self.assertAllClose(
+                probabilities,
+                keras.ops.softmax(jax["outputs"][:, t], axis=-1),
+                atol=1e-5,
+            )
 
     def test_bad_arguments(self):
         path = self.get_temp_dir()

@@ -35,4 +35,43 @@ def sub_layers(layer):
     return found
 
 
-__all__ = ["sub_layers", "unscale_loss_for_distribution"]
+def shadow_method(layer, name, method):
+    """Makes `method` run in place of `layer`'s method `name`, for this
+    instance only, until `unshadow_method`.
+
+    Two behaviours of Keras 3 make this work, and `RecurrentStates` (and
+    `keras_cbm.serving.export`) rely on them; `tests/models/keras_internals_test.py`
+    checks both and fails if a release changes them:
+
+    - `Layer.__call__` (`Operation.__call__`) looks `self.call` up at every
+      call, eager or traced, so an instance attribute shadows the class's
+      method while the layer's own machinery (masks, training, dtype
+      policies, name scopes) runs unchanged around it.
+    - `keras.layers.RNN.call` runs its loop as `self.inner_loop(sequences=,
+      initial_state=, mask=, training=)`, looked up on the instance, which
+      returns `(last_output, outputs, final_states)` with the final states
+      as a list, whatever the layer's `return_state`.
+
+    `object.__setattr__` keeps Keras' attribute tracking out of it: a
+    function is no layer state to track or save.
+
+    Args:
+        layer: A Keras layer.
+        name: The method's name.
+        method: A function of the method's arguments (without `self`).
+    """
+    object.__setattr__(layer, name, method)
+
+
+def unshadow_method(layer, name):
+    """Ends `shadow_method(layer, name, ...)`: the class's method runs
+    again."""
+    object.__delattr__(layer, name)
+
+
+__all__ = [
+    "shadow_method",
+    "sub_layers",
+    "unscale_loss_for_distribution",
+    "unshadow_method",
+]

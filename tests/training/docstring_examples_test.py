@@ -9,6 +9,8 @@ MODULES = [
     "keras_cbm.losses.overlap_coherence",
     "keras_cbm.models.recurrent_states",
     "keras_cbm.training.coherence_model",
+    "keras_cbm.training.frame_targets",
+    "keras_cbm.training.truncated_bptt",
 ]
 
 

@@ -53,10 +53,18 @@ def frame_weights(frame_index, video_length, targets="all"):
     """
     check_targets(targets)
     frame_index = ops.convert_to_tensor(frame_index, "int32")
-    if targets == "all":
-        first = 0
-    elif targets[0] == "last":
-        first = ops.convert_to_tensor(video_length, "int32") - targets[1]
-    else:
-        first = targets[1]
+    first = first_target_frame(
+        ops.convert_to_tensor(video_length, "int32"), targets
+    )
     return ops.cast(frame_index >= ops.maximum(first, 0), "float32")
+
+
+def first_target_frame(video_length, targets):
+    """The index of the first frame `targets` train (may be negative: all
+    frames), by arithmetic only, so that any framework's integers serve
+    (`keras_cbm.data`'s tf.data pipelines use it with TensorFlow's)."""
+    if targets == "all":
+        return 0
+    if targets[0] == "last":
+        return video_length - targets[1]
+    return targets[1]

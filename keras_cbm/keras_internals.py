@@ -5,6 +5,10 @@ rely on, imported in one place (the layers' own are in
 If a Keras release moves one of them, this is the only module to change.
 """
 
+# Whether a `keras.StatelessScope` is active (JAX's training step opens
+# one): `TruncatedBPTT` opens an inner one per chunk, which must then map
+# every variable, as a variable reads the innermost scope only.
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.losses.loss import unscale_loss_for_distribution
 
 
@@ -70,6 +74,7 @@ def unshadow_method(layer, name):
 
 
 __all__ = [
+    "in_stateless_scope",
     "shadow_method",
     "sub_layers",
     "unscale_loss_for_distribution",

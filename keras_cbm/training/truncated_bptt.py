@@ -5,6 +5,7 @@ gradients cut at chunk boundaries."""
 import keras
 from keras import ops
 
+from keras_cbm.keras_internals import in_stateless_scope
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.training.frame_targets import check_targets
 from keras_cbm.training.frame_targets import frame_weights
@@ -143,33 +144,56 @@ class TruncatedBPTT(keras.Model):
         run_chunk = self._chunk_run(training)
         if training and self.rematerialize:
             run_chunk = keras.remat(run_chunk)
-        outputs, states = [], None
+        state_variables = self.model.non_trainable_variables
+        outputs, states = [], []
         for start in range(0, time, self.chunk_length):
             chunk = videos[:, start : start + self.chunk_length]
-            flat = [] if states is None else keras.tree.flatten(states)
-            chunk_outputs, *final = run_chunk(chunk, *flat)
+            values = [variable.value for variable in state_variables]
+            chunk_outputs, final, values = run_chunk(chunk, states, values)
+            for variable, value in zip(state_variables, values, strict=True):
+                variable.assign(value)
             outputs.append(chunk_outputs)
             # The gradient stops at the chunk boundary.
             states = [ops.stop_gradient(state) for state in final]
         return ops.concatenate(outputs, axis=1)
 
     def _chunk_run(self, training):
-        """A function of a chunk and the flat states it starts from (none:
-        the model's own initial states) to its outputs and flat final
-        states: flat tensors, as `keras.remat` takes them."""
+        """A function `(chunk, flat states it starts from (none: the
+        model's own), values of the model's non-trainable variables)` to
+        `(outputs, flat final states, new values)`.
+
+        Stateless in the model's non-trainable variables (batch
+        normalisation statistics, dropout seeds): a rematerialised chunk
+        runs twice, and must draw the same dropout masks and update the
+        statistics once; JAX also refuses state updates that escape
+        `jax.checkpoint`.
+        """
         run = self.recurrent_states
+        model = self.model
         structure = []
 
-        def run_chunk(chunk, *flat_states):
+        def run_chunk(chunk, flat_states, values):
             initial = None
             if flat_states:
                 initial = keras.tree.pack_sequence_as(
                     structure[0], list(flat_states)
                 )
-            outputs, final = run(chunk, initial_states=initial, training=training)
+            mapping = list(zip(model.non_trainable_variables, values))
+            if in_stateless_scope():
+                # JAX's training step maps every variable to a value; an
+                # inner scope hides the outer one, so it maps them all.
+                mapping += [(v, v.value) for v in model.trainable_variables]
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                outputs, final = run(
+                    chunk, initial_states=initial, training=training
+                )
             if not structure:
                 structure.append(final)
-            return (outputs, *keras.tree.flatten(final))
+            new_values = [
+                scope.get_current_value(variable)
+                for variable in model.non_trainable_variables
+            ]
+            return outputs, keras.tree.flatten(final), new_values
 
         return run_chunk
 

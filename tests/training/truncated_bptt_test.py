@@ -131,6 +131,32 @@ class TruncatedBPTTTest(testing.TestCase):
         )
         self.assertEqual(trainer.predict(videos, verbose=0).shape, (4, 5, 2))
 
+    def test_rematerialised_chunks_update_state_once(self):
+        # Batch statistics and dropout seeds: a recomputed chunk must not
+        # update them again (TensorFlow) nor leak them (JAX).
+        results = []
+        for rematerialize in (True, False):
+            keras.utils.set_random_seed(0)
+            net = keras.Sequential(
+                [
+                    keras.Input((None, 3)),
+                    keras.layers.LSTM(4, return_sequences=True, dropout=0.5),
+                    keras.layers.BatchNormalization(momentum=0.5),
+                    keras.layers.Dense(2),
+                ]
+            )
+            trainer = TruncatedBPTT(net, 3, rematerialize=rematerialize)
+            trainer.compile(
+                keras.optimizers.SGD(0.0),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+            trainer.fit(
+                random((2, 6, 3)), np.array([0, 1]), epochs=1, verbose=0
+            )
+            results.append(net.layers[1].moving_mean.numpy())
+        self.assertAllClose(results[0], results[1], atol=1e-6)
+        self.assertNotAllClose(results[0], np.zeros(4))
+
     def test_frame_targets_weight_the_loss(self):
         net = lstm_model()
         video, labels = random((2, 6, 3)), np.array([0, 1])

@@ -1,6 +1,7 @@
 """Depth trains: the gradient that reaches the first layer of a deep CBM
-stack (the paper's T, and the gated T's options), next to a ConvLSTM2D stack
-of the same layout, at initialisation.
+stack (at the layers' defaults, the gated T; the paper's cell; the
+input-gated T), next to a ConvLSTM2D stack of the same layout, at
+initialisation.
 
 Both stacks get the same inputs, labels, layout (the backbone-supported
 one: shortcuts every 5 layers, pooling after layers 5, 10 and 15 of 7x7
@@ -24,26 +25,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_cbm.layers import PAPER_CELL  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
 from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
 
 # The stacks compared: `DeepCBM` arguments beyond the shared layout.
 STACKS = {
     "cbm": {"cell": "cbm"},
-    # The gated T's options, with the settings `benchmarks/memory_tasks.md`
-    # measured best.
-    "cbm-gated": {
-        "cell": "cbm",
-        "temporal_gate": "input",
-        "recurrent_activation": "tanh",
-        "merge": "add",
-    },
-    "cbm-rgated": {
-        "cell": "cbm",
-        "temporal_gate": "recurrent",
-        "recurrent_activation": "tanh",
-        "merge": "add",
-    },
+    "cbm-paper": {"cell": "cbm", **PAPER_CELL},
+    "cbm-igated": {"cell": "cbm", "temporal_gate": "input"},
     "convlstm": {"cell": "convlstm"},
 }
 
@@ -120,7 +110,7 @@ def main():
     for cell, n in norms.items():
         print(f"{cell:10s} {n[0]:12.3e} {n[-1]:13.3e} {n[0] / n[-1]:11.3e}")
     survival = {cell: n[0] / n[-1] for cell, n in norms.items()}
-    for name in ("cbm", "cbm-gated", "cbm-rgated"):
+    for name in ("cbm", "cbm-paper", "cbm-igated"):
         print(
             f"{name} / convlstm: first-layer gradient norm "
             f"{norms[name][0] / norms['convlstm'][0]:.3g}, first/last "

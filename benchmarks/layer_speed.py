@@ -6,29 +6,29 @@ alike), the median of `--runs` timed calls after warm-up, for a compiled
 forward pass and a compiled forward+backward pass (the gradient of
 `sum(outputs)` with respect to the layer's trainable weights and the input):
 
-- `cbm`: `ConvCBM2D`, the time-batched path (input convolutions for all
-  frames at once, only `U_T * c` in the loop);
-- `cbm_gated`: `ConvCBM2D(temporal_gate="input", recurrent_activation=
-  "tanh", merge="add")`, the gated T (a third input block, no extra
-  recurrent convolution: FLOPs 4/8 of ConvLSTM's);
-- `cbm_rgated`: the same with `temporal_gate="recurrent"`, the gate reading
-  `c_{t-1}` too (the state convolution doubles to `[U_T, U_a]`: FLOPs 5/8
-  of ConvLSTM's);
+- `cbm`: `ConvCBM2D` at its defaults (the gated T), the time-batched path
+  (input convolutions `[W_R, W_T, W_a]` for all frames at once, only the
+  state convolution `[U_T, U_a] * c` in the loop: FLOPs
+  `(3C*F + 2F*F) / (4C*F + 4F*F)` = 5/8 of ConvLSTM's for `C == F`);
 - `cbm_cell`: `keras.layers.RNN(ConvCBMCell(...))`, the same cell run step
   by step (the per-step path; same weights, same outputs);
+- `limit`: the same convolutions and activations as `cbm`, with its
+  weights, but no recurrence: the input convolution to `3F` channels and
+  the `F -> 2F` state convolution each run once over all `batch * time`
+  frames (the state convolution reads `r` instead of `c_{t-1}`), so it has
+  the layer's FLOPs and no sequential dependence: the fastest the layer
+  can be;
+- `paper`: `ConvCBM2D(**PAPER_CELL)`, the paper's cell (input convolution
+  to `2F`, state convolution `F -> F`: FLOPs 3/8 of ConvLSTM's), and
+  `paper_limit`, its own no-recurrence limit;
 - `convlstm`: `keras.layers.ConvLSTM2D` with the same filters, kernel and
   input;
-- `limit`: the same convolutions and activations as `cbm`, with its
-  weights, but no recurrence: the input convolution to `2F` channels and the
-  `F -> F` state convolution each run once over all `batch * time` frames
-  (the state convolution reads `r` instead of `c_{t-1}`), so it has the
-  layer's FLOPs and no sequential dependence: the fastest the layer can be;
-- the three recurrent variants again with `unroll=True` (`*_unroll`).
+- `cbm`, `cbm_cell` and `convlstm` again with `unroll=True` (`*_unroll`).
 
 It prints absolute times, the ratios and PASS/MISS against the CPU targets:
-`cbm` forward+backward <= 0.40x `convlstm` (the FLOP ratio is
-`(2C*F + F*F) / (4C*F + 4F*F)` = 3/8 for `C == F`), <= 1.3x `limit`, and the
-time-batched path no slower than the per-step path (1.0x `cbm_cell`).
+`cbm` forward+backward <= 1.1x its `limit` and no slower than the per-step
+path (1.0x `cbm_cell`); the paper's cell <= 0.40x `convlstm` and <= 1.3x
+its limit. `cbm / convlstm` is printed against its FLOP ratio.
 
 Compilation: on TensorFlow, `tf.function` without `jit_compile`, because
 under XLA on CPU back-propagation through `tf.while_loop` is 15-32x slower
@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from keras_cbm.layers import PAPER_CELL  # noqa: E402
 from keras_cbm.layers import ConvCBM2D  # noqa: E402
 from keras_cbm.layers import ConvCBMCell  # noqa: E402
 
@@ -80,29 +81,30 @@ WARMUP_RUNS = 3
 
 # Target: (numerator, denominator, pass if ratio <= this, label).
 TARGETS = (
-    ("cbm", "convlstm", 0.40, "ConvCBM2D / ConvLSTM2D"),
-    ("cbm", "limit", 1.3, "ConvCBM2D / no-recurrence limit"),
+    ("cbm", "limit", 1.1, "ConvCBM2D / its no-recurrence limit"),
     ("cbm", "cbm_cell", 1.0, "time-batched / per-step (cell) path"),
+    ("paper", "convlstm", 0.40, "paper's cell / ConvLSTM2D"),
+    ("paper", "paper_limit", 1.3, "paper's cell / its limit"),
 )
-# Ratios printed for information only (the unrolled layers).
+# Ratios printed for information only.
 EXTRA_RATIOS = (
+    ("cbm", "convlstm", "ConvCBM2D / ConvLSTM2D (FLOPs 5/8)"),
+    ("cbm", "paper", "ConvCBM2D / the paper's cell"),
+    ("limit", "convlstm", "limit / ConvLSTM2D"),
     ("cbm_unroll", "convlstm_unroll", "ConvCBM2D / ConvLSTM2D, unroll=True"),
     ("cbm_unroll", "limit", "ConvCBM2D unroll=True / limit"),
     ("cbm_unroll", "cbm_cell_unroll", "time-batched / per-step, unroll=True"),
-    ("limit", "convlstm", "limit / ConvLSTM2D"),
-    ("cbm_gated", "convlstm", "gated T / ConvLSTM2D (FLOPs 4/8)"),
-    ("cbm_gated", "cbm", "gated T / the paper's T"),
-    ("cbm_rgated", "convlstm", "recurrent-gated T / ConvLSTM2D (FLOPs 5/8)"),
 )
 
 
 class NoRecurrenceLimit(keras.layers.Layer):
-    """The CBM layer's convolutions and activations without its loop.
+    """A CBM layer's convolutions and activations without its loop.
 
     It shares the cell's weights and does the layer's work on all frames at
-    once: one input convolution to `2F` channels (R and T's input term),
-    the `F -> F` state convolution (fed `r`, which needs no earlier step,
-    where the layer feeds `c_{t-1}`), the activations and the merge.
+    once, whatever the cell: one input convolution (to `2F` channels, `3F`
+    with a gate), the state convolution (`F -> F`, `F -> 2F` with the
+    recurrent gate; fed `r`, which needs no earlier step, where the layer
+    feeds `c_{t-1}`), the activations, the gate's update and the merge.
     """
 
     def __init__(self, cell, **kwargs):
@@ -113,14 +115,18 @@ class NoRecurrenceLimit(keras.layers.Layer):
         cell = self.cell
         batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
         frames = ops.reshape(sequences, (-1,) + tuple(sequences.shape[2:]))
-        projected = ops.conv(frames, cell.kernel, padding="same")
-        projected = projected + cell.bias
-        representation, temporal_input = ops.split(projected, 2, axis=-1)
-        representation = ops.tanh(representation)
-        recurrent_term = ops.conv(
+        projected = ops.conv(frames, cell.kernel, padding="same") + cell.bias
+        blocks = ops.split(projected, projected.shape[-1] // cell.units, -1)
+        representation = cell.activation(blocks[0])
+        recurrent = ops.conv(
             representation, cell.recurrent_kernel, padding="same"
         )
-        outputs = representation * ops.sigmoid(temporal_input + recurrent_term)
+        recurrent = ops.split(recurrent, recurrent.shape[-1] // cell.units, -1)
+        state = cell.recurrent_activation(blocks[1] + recurrent[0])
+        if cell.temporal_gate is not None:
+            gate = ops.sigmoid(sum([blocks[2]] + recurrent[1:]))
+            state = representation + gate * (state - representation)
+        outputs = cell.merge_flows(representation, state)
         return ops.reshape(outputs, (batch, steps) + tuple(outputs.shape[1:]))
 
 
@@ -140,27 +146,19 @@ def make_variants(filters, kernel_size, input_shape):
         variants["convlstm" + suffix] = keras.layers.ConvLSTM2D(
             filters, return_sequences=True, unroll=unroll, **conv_args
         )
-    # The gated T's options, with the settings `benchmarks/memory_tasks.md`
-    # measured best.
-    for name, gate in (("cbm_gated", "input"), ("cbm_rgated", "recurrent")):
-        variants[name] = ConvCBM2D(
-            filters,
-            return_sequences=True,
-            temporal_gate=gate,
-            recurrent_activation="tanh",
-            merge="add",
-            **conv_args,
-        )
+    variants["paper"] = ConvCBM2D(
+        filters, return_sequences=True, **PAPER_CELL, **conv_args
+    )
     for layer in variants.values():
         layer.build(input_shape)
     # The cell path and the limit use the time-batched layer's weights, so
-    # all three CBM variants compute with identical numbers.
+    # all the default layer's variants compute with identical numbers.
     cbm = variants["cbm"]
     for name in ("cbm_unroll", "cbm_cell", "cbm_cell_unroll"):
         variants[name].set_weights(cbm.get_weights())
-    limit = NoRecurrenceLimit(cbm.cell)
-    limit.build(input_shape)
-    variants["limit"] = limit
+    for name, layer in (("limit", cbm), ("paper_limit", variants["paper"])):
+        variants[name] = NoRecurrenceLimit(layer.cell)
+        variants[name].build(input_shape)
     return variants
 
 
@@ -345,7 +343,7 @@ def ratios(times, numerator, denominator):
 
 
 def variant_order(name):
-    order = ("cbm", "cbm_gated", "cbm_rgated", "cbm_cell", "convlstm", "limit")
+    order = ("cbm", "cbm_cell", "limit", "paper", "paper_limit", "convlstm")
     base = name.removesuffix("_unroll")
     return (name.endswith("_unroll"), order.index(base))
 

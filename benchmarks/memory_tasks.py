@@ -24,10 +24,12 @@ kept and its mean +- std test accuracy over the seeds is reported (on
     python benchmarks/memory_tasks.py --models cbm convlstm --tasks order \\
         recall_20 --depths 1 --seeds 3
 
-`--models` also takes the investigated CBM settings (`MODELS`): among
-them the gated T (`temporal_gate="input"`, the `cbm-gated*` families;
-`"recurrent"`, `cbm-rgated*`) and the
-fixed-rate leaky-T prototype (`benchmarks/leaky_cbm.py`).
+`cbm` is `DeepCBM` at its defaults (the gated T), `cbm-paper` the
+paper's cell (`keras_cbm.layers.PAPER_CELL`). `--models` also takes the
+investigated variants of the paper's cell (`PAPER_VARIANTS`): among them
+the gated T (`temporal_gate="input"`, the `cbm-gated*` families;
+`"recurrent"`, `cbm-rgated*`; `cbm-rgated-add-tanhT` is the default
+cell) and the fixed-rate leaky-T prototype (`benchmarks/leaky_cbm.py`).
 """
 
 import argparse
@@ -42,6 +44,7 @@ import tensorflow as tf  # noqa: E402
 from leaky_cbm import LeakyDeepCBM  # noqa: E402  (beside this script)
 
 from keras_cbm.datasets import temporal_tasks  # noqa: E402
+from keras_cbm.layers import PAPER_CELL  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
 from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
 
@@ -75,11 +78,9 @@ def orthogonal(gain):
     return keras.initializers.Orthogonal(gain)
 
 
-# Every family is the DeepCBM arguments it changes from the package's
-# defaults (and "stack": the stack class, for the leaky prototype).
-MODELS = {
-    "convlstm": {"cell": "convlstm"},
-    "cbm": {},
+# The investigated families: the DeepCBM arguments each changes from the
+# paper's cell (and "stack": the stack class, for the leaky prototype).
+PAPER_VARIANTS = {
     "cbm-ref": {
         "kernel_initializer": REFERENCE_INITIALIZER,
         "recurrent_initializer": REFERENCE_INITIALIZER,
@@ -138,6 +139,16 @@ MODELS = {
         "merge": "add",
         "recurrent_activation": "tanh",
         "activation": "relu",
+    },
+}
+MODELS = {
+    "convlstm": {"cell": "convlstm"},
+    # The package's default cell (the gated T, tanh, add).
+    "cbm": {},
+    "cbm-paper": dict(PAPER_CELL),
+    **{
+        name: {**PAPER_CELL, **changes}
+        for name, changes in PAPER_VARIANTS.items()
     },
 }
 READOUTS = ("pooled", "flat")

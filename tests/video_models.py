@@ -15,15 +15,22 @@ FRAME_SHAPE = (16, 16, 3)
 CLASSES = 3
 
 
-def sequential():
+def sequential(activation=None):
+    """Per-frame logits, or probabilities with `activation="softmax"`."""
     return keras.Sequential(
         [
             keras.Input((None,) + FRAME_SHAPE),
             ConvCBM2D(4, 3, padding="same", return_sequences=True),
             keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
-            keras.layers.Dense(CLASSES),
+            keras.layers.Dense(CLASSES, activation=activation),
         ]
     )
+
+
+def softmax(logits):
+    """NumPy softmax over the last axis, for hand computations."""
+    exp = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def functional():

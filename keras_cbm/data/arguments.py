@@ -1,6 +1,7 @@
 """Checks of the arguments of the clip pipelines, with messages that name
 the argument, what it must be and what it received."""
 
+import numbers
 import operator
 
 
@@ -75,3 +76,47 @@ def check_features(dataset, **keys):
                 f"Argument `{name}` must name a feature of `dataset`, one of "
                 f"{sorted(spec)}; received {name}={key!r}."
             )
+
+
+def check_seed(seed):
+    """Returns `seed` as a Python int (or `None`); raises `ValueError`
+    unless it is `None` or an integer (NumPy integers too)."""
+    if seed is None:
+        return None
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)
+    except TypeError:
+        raise ValueError(
+            f"`seed` must be None or an integer. Received: seed={seed!r}"
+        ) from None
+
+
+def check_choice(name, value, choices):
+    """Raises `ValueError` unless `value` is one of `choices`."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
+        )
+
+
+def check_frame_size(frame_size):
+    """Raises `ValueError` unless `frame_size` is `None` or two positive
+    integers."""
+    if frame_size is None:
+        return
+    if (
+        not isinstance(frame_size, (list, tuple))
+        or len(frame_size) != 2
+        or not all(
+            isinstance(side, numbers.Integral)
+            and not isinstance(side, bool)
+            and side > 0
+            for side in frame_size
+        )
+    ):
+        raise ValueError(
+            "`frame_size` must be None or (height, width), two positive "
+            f"integers. Received: frame_size={frame_size!r}"
+        )

@@ -15,6 +15,7 @@ modules without the packages' `__init__` files: about 0.2 s and 35 MB.
 import os
 import pickle
 import queue
+import select
 import subprocess
 import sys
 import weakref
@@ -54,11 +55,18 @@ class DecodingProcesses:
 
     A call takes an idle worker (or starts one, up to `size`), waits for
     its reply and gives it back; calls from several threads run in
-    parallel. The workers end when the pool is collected or the program
-    exits (and if it is killed: their pipe closes).
+    parallel. A worker that crashes, or does not answer within `timeout`
+    seconds (a decoder stuck on a broken file), is stopped and replaced at
+    the next call, and the call raises: a training loop never hangs on
+    one. The workers end when the pool is collected or the program exits
+    (and if it is killed: their pipe closes).
 
     Args:
-        size: The most processes (default: one per CPU core).
+        size: The most processes (default: one per CPU this process may
+            run on, `os.sched_getaffinity`, which a container's or
+            `taskset`'s CPU limit sets, where `os.cpu_count` counts the
+            machine's).
+        timeout: The most seconds a call may take.
 
     Example:
 
@@ -67,8 +75,9 @@ class DecodingProcesses:
     3
     """
 
-    def __init__(self, size=None):
-        self.size = size or os.cpu_count() or 1
+    def __init__(self, size=None, timeout=600):
+        self.size = size or usable_cpus()
+        self.timeout = timeout
         # `None` stands for a worker not started yet.
         self._idle = queue.LifoQueue()
         for _ in range(self.size):
@@ -83,6 +92,8 @@ class DecodingProcesses:
 
         Raises:
             RuntimeError: when the worker ended during the call.
+            TimeoutError: when it did not answer within `timeout` seconds
+                (it is stopped).
         """
         worker = self._idle.get()
         if worker is None:
@@ -95,7 +106,13 @@ class DecodingProcesses:
         try:
             worker.stdin.write(pickle.dumps((function, args)))
             worker.stdin.flush()
-            succeeded, result = pickle.load(worker.stdout)
+            # A reply, once it starts, comes whole: waiting for its first
+            # byte bounds the call.
+            answered, _, _ = select.select(
+                [worker.stdout], [], [], self.timeout
+            )
+            if answered:
+                succeeded, result = pickle.load(worker.stdout)
         except (OSError, EOFError, pickle.UnpicklingError) as error:
             try:  # Its pipe closed as it ended: it is about to exit.
                 exit_code = worker.wait(timeout=1)
@@ -109,6 +126,13 @@ class DecodingProcesses:
         except BaseException:
             self._discard(worker)  # Interrupted mid-call: out of step.
             raise
+        if not answered:
+            self._discard(worker)
+            raise TimeoutError(
+                f"A video decoding process did not answer a call of "
+                f"{function.__qualname__} within {self.timeout} s; it was "
+                "stopped."
+            )
         self._idle.put(worker)
         if not succeeded:
             raise result
@@ -118,6 +142,15 @@ class DecodingProcesses:
         self._workers.discard(worker)
         _stop_workers([worker])
         self._idle.put(None)
+
+
+def usable_cpus():
+    """The CPUs this process may run on (`os.cpu_count` where the system
+    cannot say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # Not on Linux.
+        return os.cpu_count() or 1
 
 
 def _stop_workers(workers):

@@ -1,28 +1,22 @@
 """Datasets of the video files in a directory: whole decoded videos
 (`video_dataset_from_directory`), or overlapping clips of which only the
-frames are decoded (`video_clips_from_directory`)."""
+frames are decoded (`video_clips_from_directory`). Which files are read is
+`video_selection`'s job, what a file that fails later does
+`decode_errors`'."""
 
-import numbers
-import warnings
-
-import numpy as np
 import tensorflow as tf
 
 from keras_cbm.data.clip_inputs import clip_inputs
+from keras_cbm.data.decode_errors import DecodeErrors
 from keras_cbm.data.decoding_processes import DecodingProcesses
+from keras_cbm.data.directory_options import DirectoryOptions
+from keras_cbm.data.frame_resize import resize
 from keras_cbm.data.overlapping_clips import check_overlapping_arguments
 from keras_cbm.data.overlapping_clips import map_overlapping_alignment
-from keras_cbm.data.video_files import index_video_directory
-from keras_cbm.data.video_files import split_video_files
-from keras_cbm.data.video_index import VideoFileError
-from keras_cbm.data.video_index import count_frames
-from keras_cbm.data.video_index import open_video
-from keras_cbm.data.video_reader import PIXEL_FORMATS
 from keras_cbm.data.video_reader import read_frames
 from keras_cbm.data.video_reader import read_video
+from keras_cbm.data.video_selection import select_video_files
 
-ON_ERROR = ("raise", "skip")
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3")
 # The processes that decode for every dataset of this module, one per core;
 # `num_parallel_calls` bounds how many of them a dataset keeps busy.
 DECODERS = DecodingProcesses()
@@ -45,6 +39,7 @@ def video_dataset_from_directory(
     color_mode="rgb",
     frame_size=None,
     interpolation="bilinear",
+    apply_rotation=True,
     validation_split=None,
     subset=None,
     seed=None,
@@ -68,33 +63,42 @@ def video_dataset_from_directory(
     ```
 
     and the label of a video is the index of its class in `class_names`.
-    Files with the extensions of `video_files.VIDEO_FORMATS` are read at
-    any depth of a class folder, in any codec FFmpeg decodes (PyAV). The
-    elements are those `overlapping_clips` and `uniform_clips` read; for
-    long videos, `video_clips_from_directory` decodes only the clips'
-    frames instead.
+    Regular files with the extensions of `video_listing.VIDEO_FORMATS`
+    are read at any depth of a class folder, in any codec FFmpeg decodes
+    (PyAV). Frame `k` of a video is the `k`-th frame a sequential decode
+    outputs, turned as the file's display matrix says (unless
+    `apply_rotation=False`) and scaled to the first frame's size where the
+    size changes mid-file. The elements are those `overlapping_clips` and
+    `uniform_clips` read; for long videos, `video_clips_from_directory`
+    decodes only the clips' frames instead.
 
-    Bad input is caught when the dataset is made (every file is opened
-    once): a file FFmpeg cannot open, a file without a video stream and a
-    class folder without videos raise a `ValueError` naming the file or
-    folder; with `on_error="skip"` the files are left out and the empty
-    classes kept (so no label moves), with one warning that counts them.
-    A file that fails later, while decoded, raises an error naming it, or
-    is left out with a warning that counts the files left out so far.
+    Bad input is caught when the dataset is made (every file is indexed
+    once, see `video_index`): a file FFmpeg cannot open or decode, a still
+    image, a truncated file, a file without a video stream, a path that is
+    no regular file (a named pipe) and a class folder without videos raise
+    one `ValueError` naming each with its reason; with `on_error="skip"`
+    they are left out (`file_paths` lists the files used) and the empty
+    classes kept (so no label moves), with one warning that names each. A
+    file that fails later, while decoded (changed since, or its decoder
+    process crashed or hung), raises an error naming it, or is left out
+    with a warning that names it the first time.
 
     Args:
         directory: The folder of the videos.
-        labels: `"inferred"` (from the subfolders), or a list or tuple of
-            integer labels, one per video file under `directory`, in the
-            sorted order of their paths.
+        labels: `"inferred"` (from the subfolders), or a list, tuple or
+            1-D array of integer labels, one per video file under
+            `directory`, in the sorted order of their paths.
         class_names: Only with `labels="inferred"`: the subfolders to read,
             in the order of their labels (default: all, sorted).
         color_mode: `"rgb"` (3 channels) or `"grayscale"` (1 channel).
         frame_size: `None` (frames as stored), or `(height, width)` to
             resize every frame to.
         interpolation: The `tf.image.resize` method of `frame_size`.
+        apply_rotation: Whether to turn and mirror frames as the file's
+            display matrix says (phones' portrait videos); `frame_size`
+            applies after.
         validation_split: Optional float in `(0, 1)`, the fraction of the
-            files held out for validation.
+            files held out for validation (at least one file).
         subset: With `validation_split`: `"training"`, `"validation"` or
             `"both"` (returns both datasets).
         seed: Optional integer: the order of the files and the split.
@@ -138,41 +142,44 @@ def video_dataset_from_directory(
     >>> element["video"].shape, element["video"].dtype.name
     (TensorShape([10, 16, 16, 3]), 'uint8')
     """
-    subsets, channels = _checked_files(
+    options = DirectoryOptions.checked(
         directory,
-        labels,
-        class_names,
-        validation_split,
-        subset,
-        seed,
-        shuffle,
-        follow_links,
-        on_error,
-        color_mode,
-        frame_size,
-        interpolation,
-        count=False,
+        labels=labels,
+        class_names=class_names,
+        color_mode=color_mode,
+        frame_size=frame_size,
+        interpolation=interpolation,
+        apply_rotation=apply_rotation,
+        validation_split=validation_split,
+        subset=subset,
+        seed=seed,
+        shuffle=shuffle,
+        follow_links=follow_links,
+        on_error=on_error,
     )
     datasets = []
-    for files in subsets:
-        skip = SkippedFiles(on_error, channels)
+    for files in select_video_files(options):
+        errors = DecodeErrors(on_error, options.channels)
 
-        def decode(element, skip=skip):
+        def decode(element, errors=errors):
             video = tf.numpy_function(
-                skip.guard(
-                    lambda path: DECODERS.run(read_video, path, color_mode)
+                errors.guard(
+                    lambda path: DECODERS.run(
+                        read_video, path, color_mode, apply_rotation
+                    )
                 ),
                 [element.pop("path")],
                 tf.uint8,
                 stateful=False,
             )
-            video.set_shape((None, None, None, channels))
+            video.set_shape((None, None, None, options.channels))
+            element.pop("num_frames")
             return dict(element, video=video)
 
-        videos = files.dataset(shuffle, seed).map(
+        videos = files.dataset(shuffle, options.seed).map(
             decode, num_parallel_calls=decoding_calls(num_parallel_calls)
         )
-        videos = skip.filter(videos, lambda element: element["video"])
+        videos = errors.filter(videos, lambda element: element["video"])
         videos = videos.map(
             lambda element: dict(
                 element,
@@ -196,6 +203,7 @@ def video_clips_from_directory(
     color_mode="rgb",
     frame_size=None,
     interpolation="bilinear",
+    apply_rotation=True,
     validation_split=None,
     subset=None,
     seed=None,
@@ -216,10 +224,12 @@ def video_clips_from_directory(
     by the video's: an hour-long video trains like a short one.
     `alignment` holds absolute frame indices of the file.
 
-    Frame counts come from the container where they are exact (MP4, MOV)
-    and otherwise from a frame index read once per file and cached (see
-    `video_index`). Files, classes, labels, splits and bad files are
-    handled as in `video_dataset_from_directory`.
+    Frame counts and seek points come from a frame index read once per
+    file and cached (see `video_index`); a file whose timestamps cannot
+    identify frames (repeated, restarting) is decoded from its start for
+    every read, and named in a warning when the dataset is made. Files,
+    classes, labels, splits and bad files are handled as in
+    `video_dataset_from_directory`.
 
     Args:
         directory: The folder of the videos, as in
@@ -227,8 +237,9 @@ def video_clips_from_directory(
         clips_per_video, min_length, max_length, min_overlap, frame_stride:
             As in `overlapping_clips`.
         labels, class_names, color_mode, frame_size, interpolation,
-            validation_split, subset, follow_links, on_error,
-            num_parallel_calls: As in `video_dataset_from_directory`.
+            apply_rotation, validation_split, subset, follow_links,
+            on_error, num_parallel_calls: As in
+            `video_dataset_from_directory`.
         seed: Optional integer: the order of the files, the split and the
             clips.
         shuffle: Whether to read the files in a new random order in every
@@ -264,26 +275,26 @@ def video_clips_from_directory(
             clips_per_video, min_length, max_length, min_overlap, frame_stride
         )
     )
-    subsets, channels = _checked_files(
+    options = DirectoryOptions.checked(
         directory,
-        labels,
-        class_names,
-        validation_split,
-        subset,
-        seed,
-        shuffle,
-        follow_links,
-        on_error,
-        color_mode,
-        frame_size,
-        interpolation,
-        count=True,
+        labels=labels,
+        class_names=class_names,
+        color_mode=color_mode,
+        frame_size=frame_size,
+        interpolation=interpolation,
+        apply_rotation=apply_rotation,
+        validation_split=validation_split,
+        subset=subset,
+        seed=seed,
+        shuffle=shuffle,
+        follow_links=follow_links,
+        on_error=on_error,
     )
     datasets = []
-    for files in subsets:
-        skip = SkippedFiles(on_error, channels)
+    for files in select_video_files(options):
+        errors = DecodeErrors(on_error, options.channels)
 
-        def decode(index, element, alignment, skip=skip):
+        def decode(index, element, alignment, errors=errors):
             # The distinct frames of all clips, sorted: each is decoded
             # once, however many clips hold it.
             frame_indices, _ = tf.unique(
@@ -291,16 +302,16 @@ def video_clips_from_directory(
             )
             frame_indices = tf.sort(frame_indices)
             frames = tf.numpy_function(
-                skip.guard(
+                errors.guard(
                     lambda path, indices: DECODERS.run(
-                        read_frames, path, indices, color_mode
+                        read_frames, path, indices, color_mode, apply_rotation
                     )
                 ),
                 [element["path"], frame_indices],
                 tf.uint8,
                 stateful=False,
             )
-            frames.set_shape((None, None, None, channels))
+            frames.set_shape((None, None, None, options.channels))
             return {
                 "frames": frames,
                 "frame_indices": frame_indices,
@@ -328,7 +339,7 @@ def video_clips_from_directory(
             return dict(inputs, alignment=alignment), element["label"]
 
         clips = map_overlapping_alignment(
-            files.dataset(shuffle, seed),
+            files.dataset(shuffle, options.seed),
             decode,
             lambda element: element["num_frames"],
             clips_per_video,
@@ -336,230 +347,10 @@ def video_clips_from_directory(
             max_length,
             min_overlap,
             frame_stride,
-            seed,
+            options.seed,
             decoding_calls(num_parallel_calls),
         )
-        clips = skip.filter(clips, lambda element: element["frames"])
+        clips = errors.filter(clips, lambda element: element["frames"])
         clips = clips.map(cut, num_parallel_calls=num_parallel_calls)
         datasets.append(files.describe(clips))
     return datasets[0] if len(datasets) == 1 else datasets
-
-
-def _checked_files(
-    directory,
-    labels,
-    class_names,
-    validation_split,
-    subset,
-    seed,
-    shuffle,
-    follow_links,
-    on_error,
-    color_mode,
-    frame_size,
-    interpolation,
-    count,
-):
-    """Checks the decoding arguments both entry points share; returns the
-    subsets' `VideoFiles` and the frames' channel count."""
-    check_choice("color_mode", color_mode, tuple(PIXEL_FORMATS))
-    check_frame_size(frame_size)
-    check_choice("interpolation", interpolation, INTERPOLATIONS)
-    subsets = video_files(
-        directory,
-        labels,
-        class_names,
-        validation_split,
-        subset,
-        seed,
-        shuffle,
-        follow_links,
-        on_error,
-        count=count,
-    )
-    return subsets, PIXEL_FORMATS[color_mode][1]
-
-
-class VideoFiles:
-    """The readable video files of one subset, with labels and counts."""
-
-    def __init__(self, file_paths, labels, class_names, num_frames):
-        self.file_paths = file_paths
-        self.labels = np.array(labels, "int64")
-        self.class_names = class_names
-        self.num_frames = num_frames
-
-    def dataset(self, shuffle, seed):
-        """`{"path", "label", "video_id"[, "num_frames"]}` per file."""
-        features = {
-            "path": tf.constant(self.file_paths, tf.string),
-            "label": self.labels,
-            "video_id": np.arange(len(self.file_paths), dtype="int64"),
-        }
-        if self.num_frames is not None:
-            features["num_frames"] = np.array(self.num_frames, "int32")
-        files = tf.data.Dataset.from_tensor_slices(features)
-        if shuffle:
-            files = files.shuffle(
-                len(self.file_paths), seed=seed, reshuffle_each_iteration=True
-            )
-        return files
-
-    def describe(self, dataset):
-        """Sets `class_names` and `file_paths` on `dataset`, as Keras'
-        `*_dataset_from_directory` do."""
-        dataset.class_names = self.class_names
-        dataset.file_paths = self.file_paths
-        return dataset
-
-
-def video_files(
-    directory,
-    labels,
-    class_names,
-    validation_split,
-    subset,
-    seed,
-    shuffle,
-    follow_links,
-    on_error,
-    count,
-):
-    """Indexes, checks and splits the files of `directory`.
-
-    Every file is opened once (and counted with `count`); unreadable files
-    and empty class folders raise or, with `on_error="skip"`, are left out
-    with one warning.
-
-    Returns:
-        A list of `VideoFiles`, one per subset.
-    """
-    check_choice("on_error", on_error, ON_ERROR)
-    paths, label_array, class_names, empty = index_video_directory(
-        directory, labels, class_names, follow_links
-    )
-    problems = [f"{folder} (a class folder without videos)" for folder in empty]
-    readable, readable_labels, num_frames = [], [], []
-    for path, label in zip(paths, label_array, strict=True):
-        try:
-            if count:
-                num_frames.append(count_frames(path))
-            else:
-                open_video(path)[0].close()
-        except VideoFileError as error:
-            problems.append(f"{path} ({error.reason})")
-            continue
-        readable.append(path)
-        readable_labels.append(label)
-    if problems and on_error == "raise":
-        raise ValueError(
-            f"`directory` must hold readable videos in every class folder; "
-            f"{len(problems)} problem(s): {'; '.join(problems)}. Pass "
-            'on_error="skip" to leave them out. Received: '
-            f"directory={directory!r}"
-        )
-    if problems:
-        warnings.warn(
-            f"Skipped {len(problems)} of {len(paths) + len(empty)} video "
-            f"files and class folders: {'; '.join(problems)}",
-            stacklevel=3,
-        )
-    if not readable:
-        raise ValueError(
-            "`directory` must hold at least one readable video file "
-            f"(extensions: see video_files.VIDEO_FORMATS). Received: "
-            f"directory={directory!r}"
-        )
-    counts = dict(zip(readable, num_frames, strict=True)) if count else None
-    return [
-        VideoFiles(
-            subset_paths,
-            subset_labels,
-            class_names,
-            [counts[path] for path in subset_paths] if count else None,
-        )
-        for subset_paths, subset_labels in split_video_files(
-            readable, readable_labels, validation_split, subset, seed, shuffle
-        )
-    ]
-
-
-class SkippedFiles:
-    """Applies `on_error` to files that fail while decoded: re-raise, or
-    return no frames, warn with the count so far and filter them out."""
-
-    def __init__(self, on_error, channels):
-        self.on_error = on_error
-        self.channels = channels
-        self.count = 0
-
-    def guard(self, read):
-        """Wraps `read(path, *args)` for `tf.numpy_function`."""
-
-        def guarded(path, *args):
-            path = path.decode()
-            try:
-                return read(path, *args)
-            except VideoFileError as error:
-                if self.on_error == "raise":
-                    raise
-                self.count += 1
-                warnings.warn(
-                    f"Skipped {self.count} video file(s) that failed to "
-                    f"decode so far; the last: {error}",
-                    stacklevel=2,
-                )
-                return np.zeros((0, 1, 1, self.channels), "uint8")
-
-        return guarded
-
-    def filter(self, dataset, frames):
-        """Drops the elements whose `frames(element)` came back empty."""
-        if self.on_error == "raise":
-            return dataset
-        return dataset.filter(lambda element: tf.size(frames(element)) > 0)
-
-
-def resize(frames, frame_size, interpolation):
-    """Resizes uint8 frames to `frame_size` (`None`: unchanged)."""
-    if frame_size is None:
-        return frames
-
-    def resized():
-        frames_float = tf.image.resize(frames, frame_size, method=interpolation)
-        return tf.saturate_cast(tf.round(frames_float), tf.uint8)
-
-    # Every one of INTERPOLATIONS leaves frames of the size asked as they
-    # are; not computing it saves a fifth of the main process's work per
-    # clip-level read.
-    same_size = tf.reduce_all(tf.shape(frames)[1:3] == frame_size)
-    frames = tf.cond(same_size, lambda: frames, resized)
-    frames.set_shape((None, *frame_size, None))  # Lost by the identity.
-    return frames
-
-
-def check_choice(name, value, choices):
-    """Raises `ValueError` unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
-        )
-
-
-def check_frame_size(frame_size):
-    """Raises `ValueError` unless `frame_size` is `None` or two positive
-    integers."""
-    if frame_size is None:
-        return
-    if (
-        not isinstance(frame_size, (list, tuple))
-        or len(frame_size) != 2
-        or not all(
-            isinstance(side, numbers.Integral) and side > 0
-            for side in frame_size
-        )
-    ):
-        raise ValueError(
-            "`frame_size` must be None or (height, width), two positive "
-            f"integers. Received: frame_size={frame_size!r}"
-        )

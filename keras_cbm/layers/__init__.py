@@ -3,6 +3,7 @@
 They import no TensorFlow and run on every Keras backend.
 """
 
+from keras_cbm.layers.base_cbm import PAPER_CELL
 from keras_cbm.layers.cbm import CBM
 from keras_cbm.layers.cbm import CBMCell
 from keras_cbm.layers.conv_cbm import ConvCBMCell
@@ -17,9 +18,11 @@ __all__ = [
     "ConvCBM2D",
     "ConvCBM3D",
     "ConvCBMCell",
+    "PAPER_CELL",
 ]
 
 from keras_cbm.layers.deep_cbm import DeepCBM  # noqa: E402
 from keras_cbm.layers.frame_aggregation import FrameAggregation  # noqa: E402
+from keras_cbm.layers.frame_aggregation import video_probabilities  # noqa: E402
 
-__all__ += ["DeepCBM", "FrameAggregation"]
+__all__ += ["DeepCBM", "FrameAggregation", "video_probabilities"]

@@ -55,7 +55,7 @@ _KINDS = {
 # layers' pass-through, configs and properties are all made from it.
 CELL_ARGUMENTS = (
     CellArgument("activation", "activation", "tanh"),
-    CellArgument("recurrent_activation", "activation", "sigmoid"),
+    CellArgument("recurrent_activation", "activation", "tanh"),
     CellArgument("use_bias", "plain", True),
     CellArgument("kernel_initializer", "initializer", "glorot_uniform"),
     CellArgument("recurrent_initializer", "initializer", "orthogonal"),
@@ -69,11 +69,19 @@ CELL_ARGUMENTS = (
     CellArgument("dropout", "plain", 0.0),
     CellArgument("recurrent_dropout", "plain", 0.0),
     CellArgument("temporal_dropout", "plain", 0.0),
-    CellArgument("merge", "plain", "multiply"),
+    CellArgument("merge", "plain", "add"),
     CellArgument("batch_norm", "plain", False),
-    CellArgument("temporal_gate", "plain", None),
+    CellArgument("temporal_gate", "plain", "recurrent"),
     CellArgument("seed", "plain", None),
 )
+# The paper's cell, as keyword arguments of every CBM layer, cell, `DeepCBM`
+# and model builder: `ConvCBM2D(16, 3, **PAPER_CELL)`. The defaults differ
+# from it where the paper's T cannot remember (README, "Design decisions").
+PAPER_CELL = {
+    "temporal_gate": None,
+    "recurrent_activation": "sigmoid",
+    "merge": "multiply",
+}
 # With `temporal_gate`, T's channels start leaking at these rates per frame,
 # spread geometrically: time scales from about 1 to 50 frames.
 GATE_RATES = (0.02, 0.9)
@@ -116,7 +124,7 @@ def check_choice(name, value, choices):
 class BaseCBMCell(layers.Layer, DropoutRNNCell):
     """Context Bridge Module step, independent of how inputs are projected.
 
-    One step is
+    The paper's step (`temporal_gate=None`) is
 
         r_t = activation(W_R * x_t + b_R)
         c_t = recurrent_activation(W_T * td(x_t) + U_T * c_{t-1} + b_T)
@@ -129,12 +137,12 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     `U_T`, `bias` (2 * units,) = `[b_R, b_T]`; convolutional cells prefix
     the kernel shapes with `kernel_size`.
 
-    This T, the paper's, forgets within a few frames: every step multiplies
-    the gradient that reaches back through `c` by `sigmoid'(.) U_T`, at
-    most about 1/4 at the default initialisation (`sigmoid' <= 1/4`), so a
-    frame 5 steps back gets ~1e-5 of the last frame's gradient
-    (`benchmarks/memory_tasks.md`). `temporal_gate` (an option, not the
-    paper's T) makes T leak at a gated rate `a_t`:
+    This T forgets within a few frames: every step multiplies the gradient
+    that reaches back through `c` by `sigmoid'(.) U_T`, at most about 1/4
+    at the default initialisation (`sigmoid' <= 1/4`), so a frame 5 steps
+    back gets ~1e-5 of the last frame's gradient
+    (`benchmarks/memory_tasks.md`). `temporal_gate` (`"recurrent"` by
+    default) makes T leak at a gated rate `a_t`:
 
         c_t = c_{t-1} + a_t (recurrent_activation(W_T * td(x_t)
                              + U_T * c_{t-1} + b_T) - c_{t-1})
@@ -152,9 +160,9 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     `(units, 2 * units)` = `[U_T, U_a]`, as Keras' LSTM keeps its gates in
     one kernel: the loop still runs one product of `c_{t-1}` per step
     (recurrent dropout thins its input, as in Keras' GRU), and the state
-    is still `c`. Measured best: `temporal_gate="recurrent"`,
-    `recurrent_activation="tanh"`, `merge="add"` (`benchmarks/
-    memory_tasks.md`).
+    is still `c`. The defaults, `temporal_gate="recurrent"`,
+    `recurrent_activation="tanh"`, `merge="add"`, are the setting measured
+    best (`benchmarks/memory_tasks.md`); `PAPER_CELL` holds the paper's.
 
     Temporal Dropout draws one gate per layer call: `keras.layers.RNN`
     primes it (with the dropout masks) before its loop, and it is cached
@@ -165,13 +173,13 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         units: Positive integer, the number of output channels of R and T.
         units_name: The argument name `units` has in the subclass
             (`"units"` or `"filters"`), used in error messages.
-        merge: One of `"multiply"` (`h = r * c`), `"add"` (`h = r + c`) or
+        merge: One of `"add"` (`h = r + c`), `"multiply"` (`h = r * c`) or
             `"concat"` (`h = [r, c]` on the channel axis, 2 * units).
         temporal_dropout: Float in [0, 1], the probability that a training
             call blocks back-propagation from T into the cell input (the
             gate's path included: the gate is part of T).
-        temporal_gate: `None` (the paper's rewrite of `c` at every step),
-            `"input"` or `"recurrent"`: T leaks at the rate `a_t` above.
+        temporal_gate: `"recurrent"`, `"input"` (T leaks at the rate `a_t`
+            above) or `None` (the paper's rewrite of `c` at every step).
         Other arguments: as in `keras.layers.LSTMCell`, plus `batch_norm`;
             `CELL_ARGUMENTS` lists them with their defaults.
     """

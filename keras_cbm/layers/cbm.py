@@ -15,18 +15,17 @@ class CBMCell(BaseCBMCell):
     One step computes
 
         r_t = activation(x_t @ W_R + b_R)
-        c_t = recurrent_activation(td(x_t) @ W_T + c_{t-1} @ U_T + b_T)
+        u_t = recurrent_activation(td(x_t) @ W_T + c_{t-1} @ U_T + b_T)
+        a_t = sigmoid(td(x_t) @ W_a + c_{t-1} @ U_a + b_a)
+        c_t = c_{t-1} + a_t * (u_t - c_{t-1})
         h_t = merge(r_t, c_t)
 
-    Weights: `kernel` `(input_dim, 2 * units)` = `[W_R, W_T]`,
-    `recurrent_kernel` `(units, units)` = `U_T`, `bias` `(2 * units,)` =
-    `[b_R, b_T]`; with `temporal_gate`, `3 * units` = `[W_R, W_T, W_a]`
-    and `[b_R, b_T, b_a]`, and with `temporal_gate="recurrent"`
-    `recurrent_kernel` `(units, 2 * units)` = `[U_T, U_a]`. The state is
-    `c_t`, zeros at first.
-
-    The paper's T forgets within a few frames; `temporal_gate` makes it
-    leak at a gated rate, as in `CBM`.
+    Weights: `kernel` `(input_dim, 3 * units)` = `[W_R, W_T, W_a]`,
+    `recurrent_kernel` `(units, 2 * units)` = `[U_T, U_a]`, `bias`
+    `(3 * units,)` = `[b_R, b_T, b_a]`; with `temporal_gate="input"`,
+    `recurrent_kernel` is `U_T` alone, and with `None` (the paper's T,
+    `c_t = u_t`) `kernel` is `[W_R, W_T]` and `bias` `[b_R, b_T]` too. The
+    state is `c_t`, zeros at first.
 
     Args:
         units: Positive integer, the size of `r` and `c`.
@@ -83,27 +82,28 @@ class CBM(BaseCBM):
 
     The dense counterpart of `ConvCBM2D`, with arguments like
     `keras.layers.LSTM`: R (`r_t = activation(x_t W_R + b_R)`, no
-    recurrence), T (`c_t = recurrent_activation(td(x_t) W_T + c_{t-1} U_T +
-    b_T)`, the only recurrence) and a merge (`h_t = merge(r_t, c_t)`). The
-    input projections of all steps run before the recurrent loop.
+    recurrence), T (the only recurrence) and a merge (`h_t = merge(r_t,
+    c_t)`). T leaks at a gated rate (element-wise products):
 
-    The paper's T forgets within a few frames: each step multiplies the
-    gradient reaching back through `c` by `sigmoid' * U_T`, at most about
-    1/4 at the default initialisation. `temporal_gate` (an option, not
-    the paper's T) makes T leak, `c_t = c_{t-1} + a_t * (c'_t - c_{t-1})`
-    (`c'_t` the step above, element-wise products), at the rate
+        u_t = recurrent_activation(td(x_t) W_T + c_{t-1} U_T + b_T)
+        a_t = sigmoid(td(x_t) W_a + c_{t-1} U_a + b_a)
+        c_t = c_{t-1} + a_t * (u_t - c_{t-1})
 
-        a_t = sigmoid(td(x_t) W_a + b_a)                  # "input"
-        a_t = sigmoid(td(x_t) W_a + c_{t-1} U_a + b_a)    # "recurrent"
+    The input projections of all steps run before the recurrent loop.
 
-    Measured best: `temporal_gate="recurrent", recurrent_activation="tanh",
-    merge="add"` (the README's "Memory" section and
-    `benchmarks/memory_tasks.md`).
+    The gate is the package's default, not the paper's: the paper's T is
+    `c_t = u_t` with `recurrent_activation="sigmoid"`, which forgets
+    within a few frames (each step multiplies the gradient reaching back
+    through `c` by `sigmoid' * U_T`, at most about 1/4).
+    `**keras_cbm.layers.PAPER_CELL` gives the paper's whole cell
+    (`temporal_gate=None, recurrent_activation="sigmoid",
+    merge="multiply"`); the README's "Design decisions" gives the evidence.
 
     Args:
         units: Positive integer, the size of `r` and `c`.
         activation: Activation of R. Defaults to `"tanh"`.
-        recurrent_activation: Activation of T. Defaults to `"sigmoid"`.
+        recurrent_activation: Activation of T's candidate `u_t`. Defaults
+            to `"tanh"` (the paper's: `"sigmoid"`).
         use_bias: Whether R and T have biases.
         kernel_initializer, recurrent_initializer, bias_initializer:
             Initializers of the three weights.
@@ -116,7 +116,8 @@ class CBM(BaseCBM):
         temporal_dropout: Float in [0, 1], the Temporal Dropout rate: the
             probability that a training call blocks back-propagation from T
             into the inputs for the whole sequence.
-        merge: `"multiply"` (default), `"add"` or `"concat"` (`2 * units`).
+        merge: `"add"` (default), `"multiply"` (the paper's) or `"concat"`
+            (`2 * units`).
         batch_norm: Whether to batch-normalise R's and T's input
             convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
             activations, with statistics over all unmasked `batch * time`
@@ -125,10 +126,10 @@ class CBM(BaseCBM):
             step; here the recurrent term is left out, which keeps batch
             statistics and moving-average updates out of the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
-        temporal_gate: `None` (the paper's T, default), `"input"` or
-            `"recurrent"`: T leaks at the rate `a_t` above (an option, not
-            the paper's T). `b_a` starts at rates from 0.02 to 0.9 per
-            frame across channels, whatever `bias_initializer`.
+        temporal_gate: `"recurrent"` (default, `a_t` above), `"input"`
+            (`a_t` without `U_a`) or `None` (the paper's T, no gate). `b_a`
+            starts at rates from 0.02 to 0.9 per frame across channels,
+            whatever `bias_initializer`.
         seed: Random seed for dropout and Temporal Dropout.
         return_sequences: Whether to return every step's output or the last.
         return_state: Whether to also return the last state `c`.

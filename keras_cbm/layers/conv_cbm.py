@@ -19,26 +19,27 @@ class ConvCBMCell(BaseCBMCell):
     One step computes
 
         r_t = activation(W_R * x_t + b_R)
-        c_t = recurrent_activation(W_T * td(x_t) + U_T * c_{t-1} + b_T)
+        u_t = recurrent_activation(W_T * td(x_t) + U_T * c_{t-1} + b_T)
+        a_t = sigmoid(W_a * td(x_t) + U_a * c_{t-1} + b_a)
+        c_t = c_{t-1} + a_t * (u_t - c_{t-1})
         h_t = merge(r_t, c_t)
 
-    with convolutions `*`. The input convolutions (`W_R`, `W_T`) use
-    `strides`, `padding` and `dilation_rate`; the state convolution (`U_T`)
-    runs at the output resolution with stride 1 and `"same"` padding, as in
-    `keras.layers.ConvLSTM2D`. For stride 1 and `"same"` padding, T is the
-    reference's single convolution over `[td(x_t), c_{t-1}]` with its kernel
-    split along input channels. The state is `c_t`, zeros at first.
+    with convolutions `*` (other products element-wise). The input
+    convolutions (`W_R`, `W_T`, `W_a`) use `strides`, `padding` and
+    `dilation_rate`; the state convolution (`[U_T, U_a]`) runs at the
+    output resolution with stride 1 and `"same"` padding, as in
+    `keras.layers.ConvLSTM2D`. The state is `c_t`, zeros at first.
 
-    Weights: `kernel` of shape `kernel_size + (input_channels, 2 * filters)`
-    holding `W_R` (first `filters` outputs) then `W_T`;
-    `recurrent_kernel` of shape `kernel_size + (filters, filters)` (`U_T`);
-    `bias` `(2 * filters,)` = `[b_R, b_T]`. With `temporal_gate` both
-    have `3 * filters` outputs: `[W_R, W_T, W_a]`, `[b_R, b_T, b_a]`; with
-    `temporal_gate="recurrent"`, `recurrent_kernel` has `2 * filters`:
-    `[U_T, U_a]`.
-
-    The paper's T forgets within a few frames; `temporal_gate` makes it
-    leak at a gated rate, as in `ConvCBM2D`.
+    Weights: `kernel` of shape `kernel_size + (input_channels, 3 * filters)`
+    holding `[W_R, W_T, W_a]` along its last axis; `recurrent_kernel`
+    `kernel_size + (filters, 2 * filters)` (`[U_T, U_a]`); `bias`
+    `(3 * filters,)` = `[b_R, b_T, b_a]`. With `temporal_gate="input"`,
+    `recurrent_kernel` is `U_T` alone; with `temporal_gate=None`, the
+    paper's T (`c_t = u_t`), `kernel` is `[W_R, W_T]` and `bias`
+    `[b_R, b_T]` too; for stride 1 and `"same"` padding that T is the
+    reference's single convolution over `[td(x_t), c_{t-1}]` with its
+    kernel split along input channels. `**keras_cbm.layers.PAPER_CELL`
+    gives the paper's whole cell, as in `ConvCBM2D`.
 
     Args:
         rank: Integer, 1, 2 or 3: the rank of the convolutions.
@@ -51,7 +52,8 @@ class ConvCBMCell(BaseCBMCell):
             `keras.config.image_data_format()`.
         dilation_rate: An integer or tuple of `rank` integers.
         activation: Activation of R. Defaults to `"tanh"`.
-        recurrent_activation: Activation of T. Defaults to `"sigmoid"`.
+        recurrent_activation: Activation of T's candidate `u_t`. Defaults
+            to `"tanh"` (the paper's: `"sigmoid"`).
         use_bias: Whether R and T have biases.
         kernel_initializer: Initializer for `kernel`.
         recurrent_initializer: Initializer for `recurrent_kernel`.
@@ -67,8 +69,8 @@ class ConvCBMCell(BaseCBMCell):
         temporal_dropout: Float in [0, 1], the Temporal Dropout rate: the
             probability that a training call blocks back-propagation from T
             into the input (forward values never change).
-        merge: `"multiply"` (default, `h = r * c`), `"add"` or `"concat"`
-            (`2 * filters` output channels).
+        merge: `"add"` (default, `h = r + c`), `"multiply"` (the paper's)
+            or `"concat"` (`2 * filters` output channels).
         batch_norm: Whether to batch-normalise R's and T's input
             convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
             activations, with statistics over all unmasked `batch * time`
@@ -77,10 +79,10 @@ class ConvCBMCell(BaseCBMCell):
             step; here the recurrent term is left out, which keeps batch
             statistics and moving-average updates out of the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
-        temporal_gate: `None` (the paper's T, default), `"input"` or
-            `"recurrent"`: T leaks at the rate `a_t` above (an option, not
-            the paper's T). `b_a` starts at rates from 0.02 to 0.9 per
-            frame across channels, whatever `bias_initializer`.
+        temporal_gate: `"recurrent"` (default, `a_t` above), `"input"`
+            (`a_t` without `U_a`) or `None` (the paper's T, no gate). `b_a`
+            starts at rates from 0.02 to 0.9 per frame across channels,
+            whatever `bias_initializer`.
         seed: Random seed for dropout and Temporal Dropout.
 
     Call arguments:

@@ -11,45 +11,38 @@ class ConvCBM2D(ConvCBM):
     along depth from what flows along time. At every step
 
         r_t = activation(W_R * x_t + b_R)                    # R, no recurrence
-        c_t = recurrent_activation(W_T * td(x_t) + U_T * c_{t-1} + b_T)  # T
+        u_t = recurrent_activation(W_T * td(x_t) + U_T * c_{t-1} + b_T)
+        a_t = sigmoid(W_a * td(x_t) + U_a * c_{t-1} + b_a)   # T's gate
+        c_t = c_{t-1} + a_t * (u_t - c_{t-1})                # T
         h_t = merge(r_t, c_t)                                # the output
 
-    `*` is a 2D convolution and `td` is Temporal Dropout: in training, with
-    probability `temporal_dropout`, one draw per call blocks back-propagation
-    from T into the input for the whole sequence (forward values never
-    change; R's gradient is never blocked). The state is `c`, zeros at
-    first. R and the input term of T run for all frames at once, before the
-    loop; only `U_T * c_{t-1}` runs step by step, so forward and backward
-    cost about 3/8 of a `ConvLSTM2D` with the same filters.
+    (products with `a_t` element-wise). `*` is a 2D convolution and `td` is
+    Temporal Dropout: in training, with probability `temporal_dropout`, one
+    draw per call blocks back-propagation from T (its gate included) into
+    the input for the whole sequence (forward values never change; R's
+    gradient is never blocked). The state is `c`, zeros at first. R and the
+    input terms of T run for all frames at once, before the loop; only the
+    one convolution of `c_{t-1}` by `[U_T, U_a]` runs step by step (about
+    5/8 of a `ConvLSTM2D`'s operations).
 
-    This T, the paper's, forgets within a few frames: each step multiplies
-    the gradient reaching back through `c` by `sigmoid' * U_T`, at most
-    about 1/4 at the default initialisation. `temporal_gate` (an option,
-    not the paper's T) makes T leak at a gated rate `a_t`:
-
-        c_t = c_{t-1} + a_t * (recurrent_activation(W_T * td(x_t)
-                               + U_T * c_{t-1} + b_T) - c_{t-1})
-        a_t = sigmoid(W_a * td(x_t) + b_a)                   # "input"
-        a_t = sigmoid(W_a * td(x_t) + U_a * c_{t-1} + b_a)   # "recurrent"
-
-    (products with `a_t` element-wise). A closed gate keeps `c` and its
-    gradient. `W_a * td(x_t)` joins the time-batched projection; `U_a`
-    joins `U_T` in the one convolution of `c_{t-1}` per step (about 4/8
-    and 5/8 of a `ConvLSTM2D`'s operations). Temporal Dropout blocks the
-    gate's gradient into the input too.
-
-    Measured best: `temporal_gate="recurrent", recurrent_activation="tanh",
-    merge="add"` (the README's "Memory" section and
-    `benchmarks/memory_tasks.md`).
+    The gate `a_t` is the package's default, not the paper's: the paper's
+    T rewrites `c` at every step, `c_t = recurrent_activation(W_T * td(x_t)
+    + U_T * c_{t-1} + b_T)`, which forgets within a few frames (each step
+    multiplies the gradient reaching back through `c` by `sigmoid' * U_T`,
+    at most about 1/4), while a closed gate keeps `c` and its gradient.
+    `temporal_gate=None` gives the paper's T (`"input"` drops `U_a`), and
+    `**keras_cbm.layers.PAPER_CELL` the paper's whole cell (`temporal_gate=
+    None, recurrent_activation="sigmoid", merge="multiply"`, 3/8 of a
+    `ConvLSTM2D`'s operations). The README's "Design decisions" gives the
+    evidence.
 
     Weights, the checkpoint format: `cell.kernel`
-    `kernel_size + (input_channels, 2 * filters)` = `[W_R, W_T]` on the last
-    axis, `cell.recurrent_kernel` `kernel_size + (filters, filters)` = `U_T`,
-    `cell.bias` `(2 * filters,)` = `[b_R, b_T]`, in that order in
-    `get_weights()`. With `temporal_gate`, `3 * filters` outputs:
-    `[W_R, W_T, W_a]` and `[b_R, b_T, b_a]`; with `"recurrent"`,
-    `cell.recurrent_kernel` `kernel_size + (filters, 2 * filters)` =
-    `[U_T, U_a]`.
+    `kernel_size + (input_channels, 3 * filters)` = `[W_R, W_T, W_a]` on
+    the last axis, `cell.recurrent_kernel` `kernel_size + (filters,
+    2 * filters)` = `[U_T, U_a]`, `cell.bias` `(3 * filters,)` =
+    `[b_R, b_T, b_a]`, in that order in `get_weights()`. With
+    `temporal_gate="input"`, `recurrent_kernel` is `U_T` alone; with `None`,
+    `kernel` is `[W_R, W_T]` and `bias` `[b_R, b_T]` too.
 
     Args:
         filters: Positive integer, the channels of `r` and `c`.
@@ -64,7 +57,8 @@ class ConvCBM2D(ConvCBM):
             cols)`); defaults to `keras.config.image_data_format()`.
         dilation_rate: An integer or tuple of 2 integers.
         activation: Activation of R. Defaults to `"tanh"`.
-        recurrent_activation: Activation of T. Defaults to `"sigmoid"`.
+        recurrent_activation: Activation of T's candidate `u_t`. Defaults
+            to `"tanh"` (the paper's: `"sigmoid"`).
         use_bias: Whether R and T have biases.
         kernel_initializer, recurrent_initializer, bias_initializer:
             Initializers of the three weights.
@@ -76,8 +70,9 @@ class ConvCBM2D(ConvCBM):
             for the whole sequence).
         recurrent_dropout: Float in [0, 1], fraction of state units dropped.
         temporal_dropout: Float in [0, 1], the Temporal Dropout rate.
-        merge: `"multiply"` (default, `h = r * c`), `"add"` (`h = r + c`) or
-            `"concat"` (`h = [r, c]`, `2 * filters` channels).
+        merge: `"add"` (default, `h = r + c`), `"multiply"` (`h = r * c`,
+            the paper's) or `"concat"` (`h = [r, c]`, `2 * filters`
+            channels).
         batch_norm: Whether to batch-normalise R's and T's input
             convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
             activations, with statistics over all unmasked `batch * time`
@@ -86,10 +81,10 @@ class ConvCBM2D(ConvCBM):
             step; here the recurrent term is left out, which keeps batch
             statistics and moving-average updates out of the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
-        temporal_gate: `None` (the paper's T, default), `"input"` or
-            `"recurrent"`: T leaks at the rate `a_t` above (an option, not
-            the paper's T). `b_a` starts at rates from 0.02 to 0.9 per
-            frame across channels, whatever `bias_initializer`.
+        temporal_gate: `"recurrent"` (default, `a_t` above), `"input"`
+            (`a_t` without `U_a`) or `None` (the paper's T, no gate). `b_a`
+            starts at rates from 0.02 to 0.9 per frame across channels,
+            whatever `bias_initializer`.
         seed: Random seed for dropout and Temporal Dropout.
         return_sequences: Whether to return every step's output or the last.
         return_state: Whether to also return the last state `c`.
@@ -129,12 +124,15 @@ class ConvCBM2D(ConvCBM):
     >>> layer(frames, training=True).shape
     (2, 8, 16, 16, 4)
 
-    The gated T, with the settings measured best:
+    >>> tuple(layer.cell.recurrent_kernel.shape)  # [U_T, U_a]
+    (3, 3, 4, 8)
 
-    >>> gated = ConvCBM2D(4, 3, padding="same", temporal_gate="recurrent",
-    ...                   recurrent_activation="tanh", merge="add")
-    >>> tuple(gated(frames).shape), tuple(gated.cell.recurrent_kernel.shape)
-    ((2, 16, 16, 4), (3, 3, 4, 8))
+    The paper's cell:
+
+    >>> from keras_cbm.layers import PAPER_CELL
+    >>> paper = ConvCBM2D(4, 3, padding="same", **PAPER_CELL)
+    >>> tuple(paper(frames).shape), tuple(paper.cell.recurrent_kernel.shape)
+    ((2, 16, 16, 4), (3, 3, 4, 4))
     """
 
     def __init__(self, filters, kernel_size, **kwargs):

@@ -75,20 +75,20 @@ class DeepCBM(layers.Layer):
         pool_after: Layer indices in `[1, depth]` followed by max-pooling.
         temporal_dropout: Temporal Dropout rate in `[0, 1]`, or a list of
             `depth` rates (CBM layers only; `ConvLSTM2D` has none).
-        merge: The CBM merge, `"multiply"`, `"add"` or `"concat"` (CBM only).
+        merge: The CBM merge, `"add"` (default), `"multiply"` (the
+            paper's) or `"concat"` (CBM only; the multiply merge passes no
+            gradient to earlier frames at depth 15 at initialisation,
+            `benchmarks/memory_tasks.md`).
         activation: Activation of R in CBM layers (of the cell input and
             output in `ConvLSTM2D`).
-        recurrent_activation: Activation of T (of the LSTM gates).
-        temporal_gate: `None` (the paper's T, which forgets within a few
-            frames), `"input"` or `"recurrent"`: the CBM layers' T leaks,
-            `c_t = c_{t-1} + a_t * (c'_t - c_{t-1})` with `c'_t` the paper's
-            T step and `a_t = sigmoid(W_a * td(x_t) + b_a)` (`"input"`) or
-            `sigmoid(W_a * td(x_t) + U_a * c_{t-1} + b_a)` (`"recurrent"`);
-            see `ConvCBM2D`. Measured best: `temporal_gate="recurrent"`,
-            `recurrent_activation="tanh"`, `merge="add"` (the multiply
-            merge passes no gradient to earlier frames at depth 15 at
-            initialisation; `benchmarks/memory_tasks.md`). CBM only:
-            `cell="convlstm"` takes only `None`.
+        recurrent_activation: Activation of T's candidate (of the LSTM
+            gates). `"auto"`: `"tanh"` for CBM layers, `"sigmoid"` for
+            `ConvLSTM2D` layers, as each layer's own default.
+        temporal_gate: The CBM layers' gate of T (see `ConvCBM2D`):
+            `"recurrent"`, `"input"` or `None` (the paper's T, which
+            forgets within a few frames). `"auto"`: `"recurrent"` for CBM
+            layers, `None` with `cell="convlstm"` (which takes only `None`).
+            `**keras_cbm.layers.PAPER_CELL` gives the paper's cell.
         batch_norm: Whether to batch-normalise each layer's convolutions
             (and each shortcut convolution). CBM layers normalise R's and
             T's input convolutions before their activations
@@ -142,12 +142,14 @@ class DeepCBM(layers.Layer):
     >>> tuple(outputs.shape), len(states), tuple(states[0][0].shape)
     ((2, 3, 1, 1, 8), 15, (2, 7, 7, 8))
 
-    The gated T, with the settings measured best:
+    The paper's cell, and the ConvLSTM baseline of the same layout:
 
-    >>> gated = DeepCBM(depth=2, filters=8, temporal_gate="recurrent",
-    ...                 recurrent_activation="tanh", merge="add")
-    >>> tuple(gated(frames).shape)
-    (2, 3, 7, 7, 8)
+    >>> from keras_cbm.layers import PAPER_CELL
+    >>> paper = DeepCBM(depth=2, filters=8, **PAPER_CELL)
+    >>> tuple(paper(frames).shape), paper.temporal_gate
+    ((2, 3, 7, 7, 8), None)
+    >>> DeepCBM(depth=2, filters=8, cell="convlstm").temporal_gate is None
+    True
     """
 
     def __init__(
@@ -160,10 +162,10 @@ class DeepCBM(layers.Layer):
         shortcut="auto",
         pool_after=(),
         temporal_dropout=0.0,
-        merge="multiply",
+        merge="add",
         activation="tanh",
-        recurrent_activation="sigmoid",
-        temporal_gate=None,
+        recurrent_activation="auto",
+        temporal_gate="auto",
         batch_norm=False,
         cell="cbm",
         kernel_initializer="glorot_uniform",
@@ -188,6 +190,13 @@ class DeepCBM(layers.Layer):
             raise ValueError(
                 f"`cell` must be one of {CELLS}. Received: cell={cell!r}"
             )
+        # "auto": each cell's own default (ConvLSTM2D's gates are sigmoid).
+        if temporal_gate == "auto":
+            temporal_gate = None if cell == "convlstm" else "recurrent"
+        if isinstance(recurrent_activation, str) and (
+            recurrent_activation == "auto"
+        ):
+            recurrent_activation = "sigmoid" if cell == "convlstm" else "tanh"
         check_choice("temporal_gate", temporal_gate, TEMPORAL_GATES)
         if temporal_gate is not None and cell == "convlstm":
             raise ValueError(

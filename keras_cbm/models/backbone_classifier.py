@@ -43,11 +43,12 @@ def backbone_classifier(
     shortcut="conv",
     pool_after=(5, 10, 15),
     temporal_dropout=1.0,
-    merge="multiply",
+    merge="add",
     activation="tanh",
     batch_norm=True,
     cell="cbm",
-    temporal_gate=None,
+    temporal_gate="auto",
+    recurrent_activation="auto",
     kernel_initializer=REFERENCE_INITIALIZER,
     head_units=256,
     head_dropout=0.5,
@@ -77,7 +78,8 @@ def backbone_classifier(
         num_classes: Positive integer, the number of classes.
         depth, filters, jump_stride, shortcut, pool_after, temporal_dropout,
             merge, activation, batch_norm, cell, temporal_gate,
-            kernel_initializer: The `DeepCBM` stack's arguments
+            recurrent_activation, kernel_initializer: The `DeepCBM`
+            stack's arguments
             (`kernel_initializer` also serves as its
             `recurrent_initializer`); the default initializer is the
             reference's Xavier-normal of gain 3.0.
@@ -125,6 +127,7 @@ def backbone_classifier(
         batch_norm=batch_norm,
         cell=cell,
         temporal_gate=temporal_gate,
+        recurrent_activation=recurrent_activation,
         kernel_initializer=kernel_initializer,
         recurrent_initializer=kernel_initializer,
         name="deep_cbm",

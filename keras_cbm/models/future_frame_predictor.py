@@ -51,11 +51,12 @@ def future_frame_predictor(
     filters=16,
     jump_stride=5,
     temporal_dropout=0.5,
-    merge="multiply",
+    merge="add",
     activation="relu",
     batch_norm=False,
     cell="cbm",
-    temporal_gate=None,
+    temporal_gate="auto",
+    recurrent_activation="auto",
     name="future_frame_predictor",
 ):
     """Builds a deep CBM model that predicts the next frames of a video.
@@ -83,8 +84,8 @@ def future_frame_predictor(
         encoder_filters: Filters of the encoder's convolutions (the
             decoder mirrors them).
         depth, filters, jump_stride, temporal_dropout, merge, activation,
-            batch_norm, cell, temporal_gate: The `DeepCBM` stack's
-            arguments.
+            batch_norm, cell, temporal_gate, recurrent_activation: The
+            `DeepCBM` stack's arguments.
         name: The model's name.
 
     Returns:
@@ -153,6 +154,7 @@ def future_frame_predictor(
         batch_norm=batch_norm,
         cell=cell,
         temporal_gate=temporal_gate,
+        recurrent_activation=recurrent_activation,
         return_state=True,
         name="deep_cbm",
     )

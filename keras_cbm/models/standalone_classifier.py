@@ -14,11 +14,12 @@ def standalone_classifier(
     stage_filters=(8, 16, 32, 64),
     blocks_per_stage=2,
     temporal_dropout=0.0,
-    merge="multiply",
+    merge="add",
     activation="relu",
     batch_norm=True,
     cell="cbm",
-    temporal_gate=None,
+    temporal_gate="auto",
+    recurrent_activation="auto",
     kernel_initializer=REFERENCE_INITIALIZER,
     name="standalone_classifier",
 ):
@@ -42,7 +43,8 @@ def standalone_classifier(
         stage_filters: Filters of each stage.
         blocks_per_stage: Positive integer, residual blocks per stage.
         temporal_dropout, merge, activation, batch_norm, cell,
-            temporal_gate, kernel_initializer: The `DeepCBM` stack's
+            temporal_gate, recurrent_activation, kernel_initializer: The
+            `DeepCBM` stack's
             arguments (`kernel_initializer` also serves as its
             `recurrent_initializer`).
         name: The model's name.
@@ -83,6 +85,7 @@ def standalone_classifier(
         batch_norm=batch_norm,
         cell=cell,
         temporal_gate=temporal_gate,
+        recurrent_activation=recurrent_activation,
         kernel_initializer=kernel_initializer,
         recurrent_initializer=kernel_initializer,
         name="deep_cbm",

@@ -12,8 +12,8 @@ import tensorflow as tf
 from keras_cbm.keras_internals import shadow_method
 from keras_cbm.keras_internals import sub_layers
 from keras_cbm.keras_internals import unshadow_method
-from keras_cbm.layers.frame_aggregation import MODES
-from keras_cbm.layers.frame_aggregation import FrameAggregation
+from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
+from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.models.recurrent_states import RecurrentStates
 
 
@@ -39,9 +39,9 @@ def _settings(model, aggregation, from_logits):
             f"*frame_shape) or a `CoherenceModel`. Received: model={model!r}"
         )
     aggregation = "mean" if aggregation is None else aggregation
-    if aggregation not in MODES:
+    if aggregation not in VIDEO_AGGREGATIONS:
         raise ValueError(
-            f"`aggregation` must be one of {MODES}. Received: "
+            f"`aggregation` must be one of {VIDEO_AGGREGATIONS}. Received: "
             f"aggregation={aggregation!r}"
         )
     return model, aggregation, True if from_logits is None else from_logits
@@ -203,10 +203,10 @@ def export(
 
     - `classify(frames)`: `frames` uint8 `(batch, time, *frame_shape)`, a
       whole video or clip; returns `{"probabilities": (batch, classes)}`,
-      the per-frame probabilities (a softmax of the outputs when
-      `from_logits`) aggregated over time by `FrameAggregation(
-      aggregation)`: the quantity `CoherenceModel` returns as
-      `"probabilities"` for one clip covering the video.
+      `keras_cbm.layers.video_probabilities(outputs, aggregation=
+      aggregation, from_logits=from_logits)` (by default the softmax of
+      the mean of the frames' logits): the quantity `CoherenceModel`
+      returns as `"probabilities"` for one clip covering the video.
     - `step(frame, state_1, ..., state_N)`: one uint8 frame `(batch,
       *frame_shape)` and every recurrent state of the model; returns
       `{"probabilities": (batch, classes), "state_1": ..., "state_N":
@@ -217,7 +217,9 @@ def export(
       for a CBM layer, `[h, c]` for `LSTM` and `ConvLSTM*`, `[h]` for
       `GRU`). Zero states start a video; the probabilities of frame `t`
       equal those of frame `t` in one run over the video. The client keeps
-      the states, so one server follows any number of live videos.
+      the states, so one server follows any number of live videos. A
+      state holding NaN or Inf is refused (`InvalidArgumentError` naming
+      it), as it would make every later output NaN.
     - `state_layers()`: `{"layers": (N,) strings}`, the name of the
       recurrent layer that `state_k` belongs to at index `k - 1`.
 
@@ -267,9 +269,9 @@ def export(
             `CoherenceModel`, whose wrapped model is exported with its
             `aggregation` and `from_logits` as the defaults.
         path: The SavedModel's directory.
-        aggregation: `FrameAggregation` mode of `classify`, `"mean"`,
-            `"vote"` or `"last"`; `None` takes the `CoherenceModel`'s, or
-            `"mean"`.
+        aggregation: `video_probabilities`' mode of `classify`: `"mean"`
+            (of the logits), `"mean_probabilities"`, `"vote"` or `"last"`;
+            `None` takes the `CoherenceModel`'s, or `"mean"`.
         from_logits: Whether a per-frame classifier outputs logits (a
             softmax makes the probabilities) or probabilities; `None` takes
             the `CoherenceModel`'s, or `True`.
@@ -337,7 +339,7 @@ def export(
             model,
             frames_spec,
             model_input,
-            FrameAggregation(aggregation),
+            aggregation,
             from_logits,
         )
     else:
@@ -360,7 +362,7 @@ def export(
 
 
 def _add_classifier_endpoints(
-    archive, model, frames_spec, model_input, aggregate, from_logits
+    archive, model, frames_spec, model_input, aggregation, from_logits
 ):
     """Adds `classify`, `step` and `state_layers` (see `export`)."""
     frame_shape = tuple(frames_spec.shape[2:])
@@ -394,7 +396,11 @@ def _add_classifier_endpoints(
         )
         with tf.control_dependencies([check]):
             outputs = model(model_input(frames), training=False)
-        return {"probabilities": aggregate(probabilities(outputs))}
+        return {
+            "probabilities": video_probabilities(
+                outputs, aggregation=aggregation, from_logits=from_logits
+            )
+        }
 
     def step(frame, *states):
         frame = _checked(frame, frame_spec)
@@ -406,6 +412,14 @@ def _add_classifier_endpoints(
         checks = [
             _assert_batch(spec.name, state, batch)
             for spec, state in zip(state_specs, states, strict=True)
+        ] + [
+            # A NaN or Inf state would turn every later output into NaN
+            # without an error: refused, naming the state.
+            tf.debugging.assert_all_finite(
+                state, message=f"`{spec.name}` must be finite. Received"
+            )
+            for spec, state in zip(state_specs, states, strict=True)
+            if spec.dtype.is_floating
         ]
         # Nested again as `RecurrentStates` takes them: per layer.
         nested, start = [], 0

@@ -7,7 +7,9 @@ import keras
 from keras import ops
 
 from keras_cbm.keras_internals import unscale_loss_for_distribution
-from keras_cbm.layers.frame_aggregation import FrameAggregation
+from keras_cbm.layers.base_cbm import check_choice
+from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
+from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
@@ -73,13 +75,15 @@ class CoherenceModel(keras.Model):
     metrics.
 
     The model's outputs are per video: `call`, `predict` and the compiled
-    metrics see `"probabilities"`, the per-frame probabilities (a softmax of
-    the outputs when `from_logits`) of all the clips of a video, in frame
-    order, aggregated by `FrameAggregation(aggregation)` -- the quantity
-    `keras_cbm.serving.export`'s `classify` returns. In evaluation
-    (`evaluate`, `validation_data`) the task loss compares that video
-    prediction with the label (as logits `log(p)` when `from_logits`);
-    `coherence_loss` is measured on the clips as in training.
+    metrics see `"probabilities"`, `keras_cbm.layers.video_probabilities`
+    of the outputs on all the clips of a video, in frame order: by default
+    the softmax of the mean of the frames' logits (of the logarithms of
+    the probabilities without `from_logits`, which is the same), the
+    quantity `keras_cbm.serving.export`'s `classify` returns. In
+    evaluation (`evaluate`, `validation_data`) the task loss compares that
+    video prediction with the label (as logits `log(p)` when
+    `from_logits`); `coherence_loss` is measured on the clips as in
+    training.
 
     With `state_handover`, the clips of a video run in order of their
     start, and a clip that starts inside an earlier clip begins from that
@@ -101,7 +105,10 @@ class CoherenceModel(keras.Model):
             clips of their video.
         symmetric: Whether the coherence loss runs both ways (see
             `overlap_coherence`).
-        aggregation: `FrameAggregation` mode for video predictions.
+        aggregation: How a video's frames make its prediction, one of
+            `"mean"` (the softmax of the mean of the frames' logits),
+            `"mean_probabilities"`, `"vote"` or `"last"` (see
+            `keras_cbm.layers.video_probabilities`).
         from_logits: Whether `model` outputs logits (a softmax gives the
             probabilities) or probabilities.
         **kwargs: Base model arguments (`name`, ...).
@@ -175,14 +182,15 @@ class CoherenceModel(keras.Model):
         self.coherence_weight = coherence_weight
         self.state_handover = state_handover
         self.symmetric = symmetric
-        self.aggregation = aggregation
+        self.aggregation = check_choice(
+            "aggregation", aggregation, VIDEO_AGGREGATIONS
+        )
         self.from_logits = from_logits
         # Handover needs every recurrent layer to run forward from given
         # states; clips on their own take any recurrent layer.
         self.recurrent_states = (
             RecurrentStates(model) if state_handover else None
         )
-        self.aggregate = FrameAggregation(aggregation)
         self.coherence = OverlapCoherence(symmetric=symmetric)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.coherence_loss_tracker = keras.metrics.Mean(name="coherence_loss")
@@ -243,17 +251,17 @@ class CoherenceModel(keras.Model):
 
     def _video_probabilities(self, alignment, outputs):
         classes = outputs.shape[-1]
-        frames = ops.reshape(
-            self._probabilities(outputs), (ops.shape(outputs)[0], -1, classes)
-        )
+        frames = ops.reshape(outputs, (ops.shape(outputs)[0], -1, classes))
         alignment = ops.reshape(
             ops.cast(alignment, "int32"), (ops.shape(frames)[0], -1)
         )
         # Frame order, so that "last" means the video's last frame.
         order = ops.argsort(alignment, axis=1)
-        return self.aggregate(
+        return video_probabilities(
             ops.take_along_axis(frames, order[..., None], axis=1),
             mask=ops.take_along_axis(alignment, order, axis=1) >= 0,
+            aggregation=self.aggregation,
+            from_logits=self.from_logits,
         )
 
     def compute_loss(

@@ -6,7 +6,20 @@ import keras_tuner
 from keras_cbm.models.backbone_classifier import backbone_classifier
 from keras_cbm.training.coherence_model import CoherenceModel
 
-TUNED = ("depth", "filters", "jump_stride", "temporal_dropout", "merge")
+TUNED = (
+    "depth",
+    "filters",
+    "jump_stride",
+    "temporal_dropout",
+    "merge",
+    "temporal_gate",
+    "recurrent_activation",
+)
+# The `"temporal_unit"` choice: the default gated T, or the paper's.
+TEMPORAL_UNITS = {
+    "gated": {"temporal_gate": "recurrent", "recurrent_activation": "tanh"},
+    "paper": {"temporal_gate": None, "recurrent_activation": "sigmoid"},
+}
 
 
 class CBMHyperModel(keras_tuner.HyperModel):
@@ -19,7 +32,10 @@ class CBMHyperModel(keras_tuner.HyperModel):
     - `filters`: one of 8, 16, 32, 64;
     - `jump_stride`: integer in [1, 4], the layers a shortcut spans;
     - `temporal_dropout`: 0.0 to 1.0 in steps of 0.25;
-    - `merge`: `"multiply"`, `"add"` or `"concat"`;
+    - `merge`: `"add"`, `"multiply"` or `"concat"`;
+    - `temporal_unit`: `"gated"` (the layers' default T) or `"paper"` (the
+      paper's T, `temporal_gate=None` with a sigmoid); with
+      `merge="multiply"` the latter is the paper's whole cell;
     - `coherence_weight`: 0.0 to 2.0 in steps of 0.5;
     - `learning_rate`: 1e-4 to 1e-2, log-uniform (Adam).
 
@@ -42,8 +58,9 @@ class CBMHyperModel(keras_tuner.HyperModel):
         tunable: Whether the hyperparameters of this hypermodel are added
             to the search space.
         **classifier_kwargs: Fixed arguments of `backbone_classifier`
-            (`head_units`, `activation`, `batch_norm`, `temporal_gate`,
-            ...), none of the tuned ones; `pool_after` defaults to none.
+            (`head_units`, `activation`, `batch_norm`, ...), none of the
+            tuned ones (`temporal_gate` and `recurrent_activation` follow
+            `temporal_unit`); `pool_after` defaults to none.
 
     Example:
 
@@ -91,7 +108,8 @@ class CBMHyperModel(keras_tuner.HyperModel):
             filters=hp.Choice("filters", [8, 16, 32, 64]),
             jump_stride=hp.Int("jump_stride", 1, 4),
             temporal_dropout=hp.Float("temporal_dropout", 0.0, 1.0, 0.25),
-            merge=hp.Choice("merge", ["multiply", "add", "concat"]),
+            merge=hp.Choice("merge", ["add", "multiply", "concat"]),
+            **TEMPORAL_UNITS[hp.Choice("temporal_unit", list(TEMPORAL_UNITS))],
             **self.classifier_kwargs,
         )
         trainer = CoherenceModel(

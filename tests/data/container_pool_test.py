@@ -4,8 +4,8 @@ from keras_cbm.data.container_pool import DECODER_FRAMES
 from keras_cbm.data.container_pool import TABLE_BYTES_PER_FRAME
 from keras_cbm.data.container_pool import ContainerPool
 from keras_cbm.data.container_pool import idle_bytes
-from tests.data.video_files import SIZE
-from tests.data.video_files import write_video
+from tests.data.index_videos import SIZE
+from tests.data.index_videos import write_video
 
 UNBOUNDED = 2**40
 

@@ -9,7 +9,7 @@ from keras_cbm.data.decoding_processes import DecodingProcesses
 from keras_cbm.data.video_index import VideoFileError
 from keras_cbm.data.video_reader import read_frames
 from keras_cbm.data.video_reader import read_video
-from tests.data.video_files import write_video
+from tests.data.index_videos import write_video
 
 # Evaluated in a worker: the modules of Keras and TensorFlow it imported.
 HEAVY_MODULES = (

@@ -7,12 +7,15 @@ MODULES = [
     "arguments",
     "clip_inputs",
     "container_pool",
+    "decode_errors",
     "decoding_processes",
+    "directory_options",
+    "file_split",
     "overlapping_clips",
     "uniform_clips",
     "video_directory",
-    "video_files",
     "video_index",
+    "video_listing",
 ]
 
 

@@ -34,7 +34,7 @@ NON_DEFAULT = {
     "temporal_dropout": 0.75,
     "merge": "concat",
     "batch_norm": True,
-    "temporal_gate": "recurrent",
+    "temporal_gate": "input",
     "seed": 7,
 }
 LAYERS = [

@@ -7,6 +7,7 @@ from keras_cbm.layers import CBM
 from keras_cbm.layers import CBMCell
 from tests.layers import numpy_reference
 from tests.layers.testing_utils import layer_gradients
+from tests.layers.testing_utils import paper_cell
 from tests.layers.testing_utils import random_sequences
 from tests.layers.testing_utils import randomize_weights
 
@@ -17,7 +18,12 @@ class CBMTest(testing.TestCase):
     @parameterized.parameters("multiply", "add", "concat")
     def test_matches_numpy_reference(self, merge):
         x = random_sequences(SHAPE)
-        layer = CBM(6, merge=merge, return_sequences=True, return_state=True)
+        layer = CBM(
+            6,
+            **paper_cell(merge=merge),
+            return_sequences=True,
+            return_state=True,
+        )
         layer.build(SHAPE)
         weights = randomize_weights(layer)
         outputs, state = layer(x)
@@ -32,6 +38,12 @@ class CBMTest(testing.TestCase):
         layer.build(SHAPE)
         self.assertEqual(
             [tuple(w.shape) for w in layer.get_weights()],
+            [(4, 18), (6, 12), (18,)],
+        )
+        paper = CBM(6, **paper_cell())
+        paper.build(SHAPE)
+        self.assertEqual(
+            [tuple(w.shape) for w in paper.get_weights()],
             [(4, 12), (6, 6), (12,)],
         )
 

@@ -10,6 +10,7 @@ from keras.src import testing
 from keras_cbm.layers import ConvCBM2D
 from keras_cbm.layers import DeepCBM
 from keras_cbm.layers import deep_cbm
+from tests.layers.testing_utils import paper_cell
 from tests.layers.testing_utils import random_sequences
 
 # The standalone (ResNet-18-like) layout: a 7x7 stride-2 stem, max-pooling,
@@ -158,6 +159,7 @@ class DeepCBMLayoutTest(testing.TestCase):
             filters=64,
             kernel_initializer=REFERENCE_INIT,
             recurrent_initializer=REFERENCE_INIT,
+            **paper_cell(),
         )
         stack.build((None, None, 4, 4, 64))
         cell = stack.recurrent_layers[0].cell
@@ -178,6 +180,36 @@ class DeepCBMLayoutTest(testing.TestCase):
         first, second = (r.cell for r in stack.recurrent_layers)
         self.assertNotAllClose(first.kernel, second.kernel)
         self.assertNotAllClose(first.recurrent_kernel, second.recurrent_kernel)
+
+
+class DeepCBMDefaultsTest(testing.TestCase):
+    def test_auto_gives_each_cell_its_own_default(self):
+        cbm = DeepCBM(depth=2, filters=4)
+        convlstm = DeepCBM(depth=2, filters=4, cell="convlstm")
+        self.assertEqual(cbm.temporal_gate, "recurrent")
+        self.assertEqual(cbm.merge, "add")
+        self.assertIsNone(convlstm.temporal_gate)
+        for stack, activation in ((cbm, "tanh"), (convlstm, "sigmoid")):
+            config = stack.get_config()
+            self.assertEqual(config["recurrent_activation"], activation)
+            for layer in stack.recurrent_layers:
+                self.assertEqual(
+                    keras.activations.serialize(layer.recurrent_activation),
+                    activation,
+                )
+            self.assertEqual(DeepCBM.from_config(config).get_config(), config)
+        for layer in cbm.recurrent_layers:
+            self.assertEqual(layer.temporal_gate, "recurrent")
+
+    def test_papers_cell_reaches_every_layer(self):
+        stack = DeepCBM(depth=3, filters=4, **paper_cell())
+        for layer in stack.recurrent_layers:
+            self.assertIsNone(layer.temporal_gate)
+            self.assertEqual(layer.merge, "multiply")
+            self.assertEqual(
+                keras.activations.serialize(layer.recurrent_activation),
+                "sigmoid",
+            )
 
 
 class DeepCBMResidualTest(testing.TestCase):

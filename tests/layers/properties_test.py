@@ -27,6 +27,8 @@ FILTERS, CHANNELS = 3, 2
 # is a matrix product.
 LAYERS = {0: CBM, 1: ConvCBM1D, 2: ConvCBM2D, 3: ConvCBM3D}
 SETTINGS = dict(derandomize=True, deadline=None, database=None)
+# T's activation: the paper's and the layers' default.
+RECURRENT_ACTIVATIONS = {"sigmoid": numpy_reference.sigmoid, "tanh": np.tanh}
 
 
 @st.composite
@@ -110,7 +112,10 @@ def expected_outputs(x, weights, geometry, config, mask=None):
         config["merge"],
         mask=mask,
         go_backwards=config["go_backwards"],
-        temporal_gate=config.get("temporal_gate"),
+        temporal_gate=config["temporal_gate"],
+        recurrent_activation=RECURRENT_ACTIVATIONS[
+            config["recurrent_activation"]
+        ],
     )
     if not config["return_sequences"]:
         outputs = outputs[:, -1]
@@ -144,6 +149,7 @@ def masks(draw, batch, steps, layout):
     merge=st.sampled_from(["multiply", "add", "concat"]),
     use_bias=st.booleans(),
     temporal_gate=st.sampled_from(TEMPORAL_GATES),
+    recurrent_activation=st.sampled_from(sorted(RECURRENT_ACTIVATIONS)),
     return_sequences=st.booleans(),
     return_state=st.booleans(),
     go_backwards=st.booleans(),
@@ -158,6 +164,7 @@ def test_outputs_and_gradients_match_the_reference(
     merge,
     use_bias,
     temporal_gate,
+    recurrent_activation,
     return_sequences,
     return_state,
     go_backwards,
@@ -171,6 +178,7 @@ def test_outputs_and_gradients_match_the_reference(
         return_sequences=return_sequences,
         go_backwards=go_backwards,
         temporal_gate=temporal_gate,
+        recurrent_activation=recurrent_activation,
     )
     layer = make_layer(
         geometry,
@@ -275,15 +283,24 @@ def predict_chunk(model, x):
     lengths=st.lists(st.integers(1, 4), min_size=2, max_size=3, unique=True),
     masking=st.booleans(),
     temporal_gate=st.sampled_from(TEMPORAL_GATES),
+    recurrent_activation=st.sampled_from(sorted(RECURRENT_ACTIVATIONS)),
 )
 def test_one_compiled_model_takes_any_time_length(
-    geometry, merge, go_backwards, batch, lengths, masking, temporal_gate
+    geometry,
+    merge,
+    go_backwards,
+    batch,
+    lengths,
+    masking,
+    temporal_gate,
+    recurrent_activation,
 ):
     config = dict(
         merge=merge,
         go_backwards=go_backwards,
         return_sequences=True,
         temporal_gate=temporal_gate,
+        recurrent_activation=recurrent_activation,
     )
     layer = make_layer(geometry, **config)
     frame = to_layer(np.zeros((1, 1) + geometry["frame"]), geometry).shape[2:]
@@ -317,12 +334,16 @@ def test_one_compiled_model_takes_any_time_length(
     batch=st.integers(1, 2),
     lengths=st.lists(st.integers(1, 4), min_size=2, max_size=3),
     temporal_gate=st.sampled_from(TEMPORAL_GATES),
+    recurrent_activation=st.sampled_from(sorted(RECURRENT_ACTIVATIONS)),
 )
 def test_stateful_chunks_carry_the_state(
-    geometry, go_backwards, batch, lengths, temporal_gate
+    geometry, go_backwards, batch, lengths, temporal_gate, recurrent_activation
 ):
     config = dict(
-        merge="multiply", go_backwards=go_backwards, temporal_gate=temporal_gate
+        merge="multiply",
+        go_backwards=go_backwards,
+        temporal_gate=temporal_gate,
+        recurrent_activation=recurrent_activation,
     )
     layer = make_layer(geometry, stateful=True, return_sequences=True, **config)
     frame = to_layer(np.zeros((1, 1) + geometry["frame"]), geometry).shape[2:]
@@ -341,6 +362,7 @@ def test_stateful_chunks_carry_the_state(
             go_backwards=go_backwards,
             initial_state=state,
             temporal_gate=temporal_gate,
+            recurrent_activation=RECURRENT_ACTIVATIONS[recurrent_activation],
         )
         np.testing.assert_allclose(
             from_layer(outputs, geometry), expected, atol=1e-5

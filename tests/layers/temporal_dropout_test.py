@@ -34,7 +34,16 @@ class TemporalDropoutGradientTest(testing.TestCase):
         cotangent = random_sequences(layer.compute_output_shape(SHAPE), 3)
 
         def reference(x_r, x_t):
-            outputs, _ = numpy_reference.cbm_sequence(x_r, x_t, *weights)
+            # The layer's defaults: the gate is part of T, so it is
+            # blocked with T.
+            outputs, _ = numpy_reference.cbm_sequence(
+                x_r,
+                x_t,
+                *weights,
+                merge="add",
+                recurrent_activation=np.tanh,
+                temporal_gate="recurrent",
+            )
             return np.sum(outputs * cotangent)
 
         return layer, x, cotangent, reference

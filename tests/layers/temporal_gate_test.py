@@ -1,5 +1,6 @@
-"""`temporal_gate="input"` / `"recurrent"`: the gated T, an option of every
-CBM layer."""
+"""`temporal_gate="input"` / `"recurrent"`: the gated T of every CBM layer
+(`"recurrent"` by default), against the NumPy reference with the paper's
+sigmoid and with the defaults' tanh."""
 
 import itertools
 import re
@@ -16,6 +17,7 @@ from keras_cbm.layers import ConvCBMCell
 from keras_cbm.layers.base_cbm import gate_rate_logits
 from tests.layers import numpy_reference
 from tests.layers.testing_utils import layer_gradients
+from tests.layers.testing_utils import paper_cell
 from tests.layers.testing_utils import random_sequences
 from tests.layers.testing_utils import randomize_weights
 
@@ -27,19 +29,21 @@ GATES = ("input", "recurrent")
 
 
 def gated_layer(kind, gate, **kwargs):
-    """A gated `CBM` or `ConvCBM2D` ("same" padding) of `UNITS` channels."""
+    """A `CBM` or `ConvCBM2D` ("same" padding) of `UNITS` channels: the
+    paper's cell (the reference's defaults) with `gate` and `kwargs`."""
+    kwargs = paper_cell(temporal_gate=gate, **kwargs)
     if kind == "CBM":
-        return CBM(UNITS, temporal_gate=gate, **kwargs)
-    return ConvCBM2D(UNITS, 3, padding="same", temporal_gate=gate, **kwargs)
+        return CBM(UNITS, **kwargs)
+    return ConvCBM2D(UNITS, 3, padding="same", **kwargs)
 
 
 def gated_cell(kind, gate, **kwargs):
+    kwargs = paper_cell(temporal_gate=gate, **kwargs)
     if kind == "CBM":
-        return CBMCell(UNITS, temporal_gate=gate, **kwargs)
+        return CBMCell(UNITS, **kwargs)
     return ConvCBMCell(
-        rank=2, filters=UNITS, kernel_size=3, padding="same",
-        temporal_gate=gate, **kwargs,
-    )  # fmt: skip
+        rank=2, filters=UNITS, kernel_size=3, padding="same", **kwargs
+    )
 
 
 def layer_shape(kind):
@@ -107,6 +111,25 @@ class GatedReferenceTest(testing.TestCase):
         input_only.set_weights([kernel, recurrent_kernel[..., :UNITS], bias])
         self.assertAllClose(recurrent(x), input_only(x), atol=1e-6)
 
+    @parameterized.parameters(*KINDS)
+    def test_defaults_are_the_recurrent_gate_with_tanh_and_add(self, kind):
+        x = random_sequences(layer_shape(kind))
+        if kind == "CBM":
+            layer = CBM(UNITS, return_sequences=True)
+        else:
+            layer = ConvCBM2D(UNITS, 3, padding="same", return_sequences=True)
+        layer.build(x.shape)
+        weights = randomize_weights(layer)
+        expected, _ = numpy_reference.cbm_sequence(
+            x,
+            x,
+            *weights,
+            merge="add",
+            recurrent_activation=np.tanh,
+            temporal_gate="recurrent",
+        )
+        self.assertAllClose(layer(x), expected, atol=1e-5, rtol=1e-5)
+
     @parameterized.parameters(*GATES)
     def test_channels_first_and_strides(self, gate):
         x = random_sequences(CONV_SHAPE)
@@ -116,7 +139,7 @@ class GatedReferenceTest(testing.TestCase):
             strides=2,
             padding="valid",
             data_format="channels_first",
-            temporal_gate=gate,
+            **paper_cell(temporal_gate=gate),
             return_sequences=True,
         )
         layer.build(x.transpose(0, 1, 4, 2, 3).shape)
@@ -243,7 +266,7 @@ class GatedWeightsTest(testing.TestCase):
         self.assertAllClose(rates, np.geomspace(0.02, 0.9, UNITS), rtol=1e-5)
 
     def test_without_the_gate_the_weights_keep_the_papers_layout(self):
-        layer = ConvCBM2D(UNITS, 3, bias_initializer="ones")
+        layer = ConvCBM2D(UNITS, 3, bias_initializer="ones", temporal_gate=None)
         layer.build(CONV_SHAPE)
         kernel, _, bias = layer.get_weights()
         self.assertEqual(kernel.shape[-1], 2 * UNITS)
@@ -292,7 +315,7 @@ class GatedGradientTest(testing.TestCase):
         """|d sum(last output) / d first frame| over the same for the last
         frame, at the default initialisation."""
         keras.utils.set_random_seed(0)
-        layer = CBM(8, merge="add", **kwargs)
+        layer = CBM(8, **paper_cell(merge="add", **kwargs))
         layer.build(x.shape)
         cotangent = np.ones(layer.compute_output_shape(x.shape), "float32")
         grad_x, _ = layer_gradients(layer, x, cotangent)

@@ -91,3 +91,11 @@ def compiled_input_gradient(layer, **call_kwargs):
         return tape.gradient(loss, x)
 
     return lambda x: step(tf.convert_to_tensor(x)).numpy()
+
+
+def paper_cell(**kwargs):
+    """The paper's cell (`PAPER_CELL`, the NumPy reference's defaults) with
+    `kwargs` on top, as layer keyword arguments."""
+    from keras_cbm.layers import PAPER_CELL
+
+    return {**PAPER_CELL, **kwargs}

@@ -117,10 +117,13 @@ class ExportTest(testing.TestCase):
             self.assertFalse(outputs["imported_keras_cbm"], msg=kind)
             # As the signatures scale: `scale` in float32, then a product.
             frames = jobs[kind][1].astype("float32") * SCALE
-            probabilities = keras.ops.softmax(
-                model(frames, training=False), axis=-1
-            )
-            video = FrameAggregation(AGGREGATIONS[kind])(probabilities)
+            logits = np.asarray(model(frames, training=False))
+            probabilities = models.softmax(logits)
+            video = {
+                "mean": models.softmax(logits.mean(axis=1)),
+                "last": probabilities[:, -1],
+                "vote": FrameAggregation("vote")(logits),
+            }[AGGREGATIONS[kind]]
             self.assertAllClose(
                 outputs["video_probabilities"], video, atol=1e-5, msg=kind
             )
@@ -214,14 +217,34 @@ class ExportTest(testing.TestCase):
         )
 
     def test_coherence_model_defaults(self):
-        model = models.build("sequential")
-        trainer = CoherenceModel(model, aggregation="vote", from_logits=False)
-        path = export(trainer, os.path.join(self.get_temp_dir(), "vote"))
-        video = models.videos(count=1, frames=4)
-        served = tf.saved_model.load(path)
-        outputs = served.signatures["classify"](frames=video)
-        expected = FrameAggregation("vote")(model(video * SCALE))
-        self.assertAllClose(outputs["probabilities"], expected, atol=1e-6)
+        # A model of probabilities: the mean of the frames' log-probabilities
+        # is the mean of their logits up to a constant the softmax cancels.
+        model = models.sequential(activation="softmax")
+        # Confident frames, so that the two means differ.
+        head = model.layers[-1]
+        head.kernel.assign(head.kernel * 100.0)
+        trainer = CoherenceModel(
+            model, aggregation="mean_probabilities", from_logits=False
+        )
+        for aggregation, exported in (
+            ("mean_probabilities", trainer),
+            ("mean", CoherenceModel(model, from_logits=False)),
+        ):
+            path = export(
+                exported, os.path.join(self.get_temp_dir(), aggregation)
+            )
+            video = models.videos(count=1, frames=4)
+            served = tf.saved_model.load(path)
+            outputs = served.signatures["classify"](frames=video)
+            p = np.asarray(model(video * SCALE))
+            expected = {
+                "mean_probabilities": p.mean(axis=1),
+                "mean": models.softmax(np.log(p).mean(axis=1)),
+            }[aggregation]
+            self.assertAllClose(outputs["probabilities"], expected, atol=1e-6)
+        self.assertNotAllClose(
+            models.softmax(np.log(p).mean(axis=1)), p.mean(axis=1), atol=1e-3
+        )
 
     def test_scale(self):
         # `scale` differs from the default, so that ignoring it (or using
@@ -232,8 +255,8 @@ class ExportTest(testing.TestCase):
         path = export(model, self.get_temp_dir(), scale=scale)
         served = tf.saved_model.load(path)
         probabilities = served.signatures["classify"](frames=video)
-        expected = FrameAggregation("mean")(
-            keras.ops.softmax(model(video * np.float32(scale)), axis=-1)
+        expected = models.softmax(
+            np.asarray(model(video * np.float32(scale))).mean(axis=1)
         )
         self.assertAllClose(probabilities["probabilities"], expected, atol=1e-6)
 
@@ -393,6 +416,29 @@ class ServingInputsTest(testing.TestCase):
             for name, spec in self.specs.items()
         }
         self.assertEqual(self.step(**zeros)["probabilities"].shape, (1, 3))
+
+    def test_step_refuses_non_finite_states_naming_them(self):
+        inputs = {
+            name: np.zeros((2, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
+            for name, spec in self.specs.items()
+        }
+        floating = [
+            name
+            for name, spec in self.specs.items()
+            if name != "frame" and spec.dtype.is_floating
+        ]
+        self.assertNotEmpty(floating)
+        for name in floating:
+            for bad in (np.nan, np.inf, -np.inf):
+                faulty = dict(inputs)
+                faulty[name] = inputs[name].copy()
+                faulty[name].reshape(-1)[-1] = bad
+                with self.assertRaisesRegex(
+                    tf.errors.InvalidArgumentError, f"`{name}` must be finite"
+                ):
+                    self.step(**faulty)
+        outputs = self.step(**inputs)
+        self.assertTrue(np.isfinite(outputs["probabilities"]).all())
 
     def assertRefusalNames(self, message, fault, target, spec, names):
         if fault == "missing":

@@ -171,7 +171,7 @@ class CoherenceFitTest(testing.TestCase):
             )
         self.assertGreater(min(logs["coherence_loss"]), 0.0)
 
-    def test_evaluate_aggregates_clip_probabilities_per_video(self):
+    def test_evaluate_predicts_the_softmax_of_the_mean_of_the_logits(self):
         model = tiny_model()
         trainer = CoherenceModel(model, coherence_weight=2.0)
         trainer.compile(loss=LOSS, metrics=["accuracy"])
@@ -182,7 +182,10 @@ class CoherenceFitTest(testing.TestCase):
             logits = np.asarray(model(inputs["clips"][0]))
             mask = inputs["mask"][0]
             p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-            video = p[mask].mean(axis=0)
+            mean = logits[mask].mean(axis=0)
+            video = np.exp(mean) / np.exp(mean).sum()
+            # Differs from the mean of the probabilities, the option.
+            self.assertNotAllClose(video, p[mask].mean(axis=0), atol=1e-4)
             videos_p.append(video)
             task.append(-np.log(video[label[0]]))
             correct.append(video.argmax() == label[0])
@@ -298,6 +301,24 @@ class CoherenceFitTest(testing.TestCase):
         )
         if aggregation == "last":
             self.assertAllClose(expected[0], p[0, -1], atol=1e-6)
+
+    def test_mean_of_probabilities_is_an_option(self):
+        clips = fixed_clips(batch_size=2, clips=3, min_length=3, max_length=8)
+        inputs, _ = as_numpy(clips)[0]
+        model = tiny_model()
+        trainer = CoherenceModel(model, aggregation="mean_probabilities")
+        steps = inputs["mask"].shape[-1]
+        logits = np.asarray(
+            model(inputs["clips"].reshape((-1, steps) + FRAME_SHAPE))
+        ).reshape(inputs["mask"].shape + (2,))
+        p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        real = inputs["alignment"] >= 0
+        expected = [p[v][real[v]].mean(axis=0) for v in range(2)]
+        self.assertAllClose(
+            trainer(inputs)["probabilities"], expected, atol=1e-6
+        )
+        with self.assertRaisesRegex(ValueError, "aggregation='max'"):
+            CoherenceModel(model, aggregation="max")
 
     def test_keras_file_round_trip(self):
         trainer = CoherenceModel(

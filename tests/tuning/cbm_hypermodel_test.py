@@ -123,14 +123,36 @@ class CBMHyperModelTest(testing.TestCase):
 
     def test_fixed_stack_arguments_reach_every_trial(self):
         hypermodel = CBMHyperModel(
-            backbone(), num_classes=2, head_units=4, temporal_gate="recurrent"
+            backbone(), num_classes=2, head_units=4, activation="relu"
         )
         stack = hypermodel.build(keras_tuner.HyperParameters()).model
         stack = stack.get_layer("deep_cbm")
         self.assertEqual(
-            [layer.temporal_gate for layer in stack.recurrent_layers],
-            ["recurrent"] * stack.depth,
+            [layer.cell.activation for layer in stack.recurrent_layers],
+            [keras.activations.relu] * stack.depth,
         )
+
+    def test_temporal_unit_is_gated_by_default_and_can_be_the_papers(self):
+        hypermodel = CBMHyperModel(backbone(), num_classes=2, head_units=4)
+        for unit, gate, activation in (
+            ("gated", "recurrent", "tanh"),
+            ("paper", None, "sigmoid"),
+        ):
+            hp = keras_tuner.HyperParameters()
+            if unit == "paper":
+                hp.Fixed("temporal_unit", "paper")
+            stack = hypermodel.build(hp).model.get_layer("deep_cbm")
+            self.assertEqual(hp.get("temporal_unit"), unit)
+            for layer in stack.recurrent_layers:
+                self.assertEqual(layer.cell.temporal_gate, gate)
+                self.assertEqual(
+                    keras.activations.serialize(
+                        layer.cell.recurrent_activation
+                    ),
+                    activation,
+                )
+        with self.assertRaisesRegex(ValueError, "temporal_gate"):
+            CBMHyperModel(backbone(), 2, temporal_gate=None)
 
     def test_trials_get_their_own_backbone_copy(self):
         cnn = backbone()

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_cbm.keras_internals import in_stateless_scope
+from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.training.frame_targets import check_targets
 from keras_cbm.training.frame_targets import frame_weights
@@ -49,9 +50,9 @@ class TruncatedBPTT(keras.Model):
     The compiled loss applies to every frame the `targets` select (the
     video's label repeated per frame; each video's loss is the weighted
     mean over its frames, then the mean over videos, times its sample
-    weight). The compiled metrics see the video prediction: the softmax of
-    the weighted mean of the target frames' logits (with `from_logits`;
-    otherwise the weighted mean of their probabilities).
+    weight). The compiled metrics see the video prediction:
+    `keras_cbm.layers.video_probabilities` of the target frames, the softmax
+    of their mean logits.
 
     Args:
         model: A per-frame video model (see above).
@@ -225,11 +226,12 @@ class TruncatedBPTT(keras.Model):
 
     def video_predictions(self, inputs, outputs):
         """The video predictions `(batch, classes)` from per-frame
-        `outputs`: the softmax of the target frames' weighted mean logits
-        (or, without `from_logits`, their weighted mean probabilities)."""
-        weights = self.frame_weights(inputs, outputs)
-        mean = ops.mean(outputs * weights[..., None], axis=1)
-        return ops.softmax(mean, axis=-1) if self.from_logits else mean
+        `outputs`: `keras_cbm.layers.video_probabilities` over the target
+        frames (weight > 0), the softmax of their mean logits."""
+        targeted = self.frame_weights(inputs, outputs) > 0
+        return video_probabilities(
+            outputs, mask=targeted, from_logits=self.from_logits
+        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

@@ -41,9 +41,7 @@ def row(frames, chunk, rematerialize, filters, steps):
             keras.layers.ConvLSTM2D(
                 filters, 3, padding="same", return_sequences=True
             ),
-            keras.layers.TimeDistributed(
-                keras.layers.GlobalAveragePooling2D()
-            ),
+            keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
             keras.layers.Dense(2),
         ]
     )
@@ -58,9 +56,7 @@ def row(frames, chunk, rematerialize, filters, steps):
     # first, so that the peak is the training steps'.
     trainer.fit(videos.astype("float32"), labels, epochs=1, verbose=0)
     with claims.PeakMemory() as memory:
-        trainer.fit(
-            videos.astype("float32"), labels, epochs=steps, verbose=0
-        )
+        trainer.fit(videos.astype("float32"), labels, epochs=steps, verbose=0)
     return memory.bytes / 2**20
 
 
@@ -74,37 +70,57 @@ def main():
     args = parser.parse_args()
     if args.row:
         frames, chunk, rematerialize = json.loads(args.row)
-        print(json.dumps(row(frames, chunk, rematerialize, args.filters,
-                             args.steps)))
+        print(
+            json.dumps(
+                row(frames, chunk, rematerialize, args.filters, args.steps)
+            )
+        )
         return
     schemes = [
         ("TBPTT, rematerialised", args.chunk, True),
         ("TBPTT, kept activations", args.chunk, False),
         ("full BPTT", None, False),
     ]
-    print(f"| scheme | peak MiB, {args.frames[0]} frames | "
-          f"{args.frames[1]} frames | ratio |")
+    print(
+        f"| scheme | peak MiB, {args.frames[0]} frames | "
+        f"{args.frames[1]} frames | ratio |"
+    )
     print("|---|---|---|---|")
     ratios = {}
     for name, chunk, rematerialize in schemes:
         peaks = []
         for frames in args.frames:
             output = subprocess.run(
-                [sys.executable, __file__, "--filters", str(args.filters),
-                 "--steps", str(args.steps), "--row",
-                 json.dumps([frames, chunk or frames, rematerialize])],
-                env=dict(os.environ, KERAS_BACKEND="tensorflow",
-                         TF_CPP_MIN_LOG_LEVEL="2"),
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--filters",
+                    str(args.filters),
+                    "--steps",
+                    str(args.steps),
+                    "--row",
+                    json.dumps([frames, chunk or frames, rematerialize]),
+                ],
+                env=dict(
+                    os.environ,
+                    KERAS_BACKEND="tensorflow",
+                    TF_CPP_MIN_LOG_LEVEL="2",
+                ),
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             peaks.append(json.loads(output.strip().splitlines()[-1]))
         ratios[name] = peaks[1] / peaks[0]
-        print(f"| {name} | {peaks[0]:.0f} | {peaks[1]:.0f} | "
-              f"{ratios[name]:.2f} |")
+        print(
+            f"| {name} | {peaks[0]:.0f} | {peaks[1]:.0f} | {ratios[name]:.2f} |"
+        )
     verdict = "PASS" if ratios["TBPTT, rematerialised"] <= 1.5 else "MISS"
-    print(f"{verdict}: rematerialised TBPTT's peak grows "
-          f"{ratios['TBPTT, rematerialised']:.2f}x for "
-          f"{args.frames[1] // args.frames[0]}x the frames (goal <= 1.5x)")
+    print(
+        f"{verdict}: rematerialised TBPTT's peak grows "
+        f"{ratios['TBPTT, rematerialised']:.2f}x for "
+        f"{args.frames[1] // args.frames[0]}x the frames (goal <= 1.5x)"
+    )
 
 
 if __name__ == "__main__":

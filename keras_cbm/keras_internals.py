@@ -44,8 +44,9 @@ def shadow_method(layer, name, method):
     instance only, until `unshadow_method`.
 
     Two behaviours of Keras 3 make this work, and `RecurrentStates` (and
-    `keras_cbm.serving.export`) rely on them; `tests/models/keras_internals_test.py`
-    checks both and fails if a release changes them:
+    `keras_cbm.serving.export`) rely on them;
+    `tests/models/keras_internals_test.py` checks both and fails if a
+    release changes them:
 
     - `Layer.__call__` (`Operation.__call__`) looks `self.call` up at every
       call, eager or traced, so an instance attribute shadows the class's

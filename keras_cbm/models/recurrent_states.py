@@ -208,7 +208,8 @@ class _Frame:
 
     def __init__(self, layers, states, mask, record):
         self.handed = {
-            id(layer): state for layer, state in zip(layers, states, strict=True)
+            id(layer): state
+            for layer, state in zip(layers, states, strict=True)
         }
         self.mask = mask
         self.final_states = (

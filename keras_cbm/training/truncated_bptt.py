@@ -179,7 +179,9 @@ class TruncatedBPTT(keras.Model):
                 initial = keras.tree.pack_sequence_as(
                     structure[0], list(flat_states)
                 )
-            mapping = list(zip(model.non_trainable_variables, values))
+            mapping = list(
+                zip(model.non_trainable_variables, values, strict=True)
+            )
             if in_stateless_scope():
                 # JAX's training step maps every variable to a value; an
                 # inner scope hides the outer one, so it maps them all.

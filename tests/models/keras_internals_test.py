@@ -54,7 +54,14 @@ class ShadowMethodTest(testing.TestCase):
             returned = []
             inner_loop = layer.inner_loop
 
-            def shadow(sequences, initial_state, mask, training=False):
+            def shadow(
+                sequences,
+                initial_state,
+                mask,
+                training=False,
+                inner_loop=inner_loop,
+                returned=returned,
+            ):
                 result = inner_loop(
                     sequences=sequences,
                     initial_state=initial_state,

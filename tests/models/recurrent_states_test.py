@@ -66,7 +66,7 @@ class RecurrentStatesTest(testing.TestCase):
         )
         _, whole = run(video)
         for got, expected in zip(
-            keras.tree.flatten(last), keras.tree.flatten(whole)
+            keras.tree.flatten(last), keras.tree.flatten(whole), strict=False
         ):
             self.assertAllClose(got, expected, atol=1e-5)
         self.assertEqual(shadowed(model), [])
@@ -83,6 +83,7 @@ class RecurrentStatesTest(testing.TestCase):
             keras.tree.flatten(masked),
             keras.tree.flatten(first_three),
             keras.tree.flatten(whole),
+            strict=False,
         ):
             self.assertAllClose(got[0], short[0], atol=1e-6)
             self.assertAllClose(got[1], full[1], atol=1e-6)
@@ -154,7 +155,8 @@ class RecurrentStatesTest(testing.TestCase):
         videos = [frames((2, 6, 4), seed) for seed in range(4)]
         handed = [lstm_states(2, seed=10 * k) for k in range(4)]
         expected = [
-            run(v, initial_states=s) for v, s in zip(videos, handed)
+            run(v, initial_states=s)
+            for v, s in zip(videos, handed, strict=True)
         ]
         plain_expected = model(videos[0])
         results, errors = {}, []
@@ -189,6 +191,7 @@ class RecurrentStatesTest(testing.TestCase):
             for got, want in zip(
                 keras.tree.flatten(results[k][1]),
                 keras.tree.flatten(expected[k][1]),
+                strict=False,
             ):
                 self.assertAllClose(got, want, atol=1e-6)
         # A thread without a run is untouched by the others' runs.

@@ -22,9 +22,7 @@ def conv_model(seed=0):
             keras.layers.ConvLSTM2D(
                 2, 3, padding="same", return_sequences=True
             ),
-            keras.layers.TimeDistributed(
-                keras.layers.GlobalAveragePooling2D()
-            ),
+            keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
             keras.layers.Dense(2),
         ]
     )
@@ -127,7 +125,10 @@ class TruncatedBPTTTest(testing.TestCase):
         self.assertEqual(sorted(history.history), ["accuracy", "loss"])
         self.assertTrue(np.isfinite(history.history["loss"]).all())
         self.assertFalse(
-            all(np.allclose(a, b) for a, b in zip(before, net.get_weights()))
+            all(
+                np.allclose(a, b)
+                for a, b in zip(before, net.get_weights(), strict=True)
+            )
         )
         self.assertEqual(trainer.predict(videos, verbose=0).shape, (4, 5, 2))
 

@@ -34,7 +34,9 @@ def run(strategy, state_handover):
             model, coherence_weight=1.0, state_handover=state_handover
         )
         trainer.compile(
-            keras.optimizers.SGD(0.5),
+            # With handover the default (gated) cells' loss explodes at 0.5,
+            # where float rounding between replicas grows past the tolerance.
+            keras.optimizers.SGD(0.05 if state_handover else 0.5),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )

@@ -4,7 +4,9 @@ Keras 3 has no public API for a recurrent loop over precomputed inputs
 (`recurrent_loop` wraps the backend's), for the dropout-mask cache that
 `keras.layers.RNN` primes before its loop, for the argument and shape
 helpers its own conv RNNs use (all used by `keras_cbm.layers`), for a
-layer's sub-layers, or for undoing the loss scaling of a distribution
+layer's sub-layers, for running a recurrent layer's `call` and
+`inner_loop` with given states (`shadow_method`), for the stateless scope
+of JAX's training step, or for undoing the loss scaling of a distribution
 strategy (used by `keras_cbm.models` and `keras_cbm.training`). If a Keras
 release moves one of them, this is the only module to change. It imports no
 TensorFlow.
@@ -12,6 +14,11 @@ TensorFlow.
 
 from keras.src.backend import rnn as _keras_rnn
 from keras.src.backend import standardize_data_format
+
+# Whether a `keras.StatelessScope` is active (JAX's training step opens
+# one): `TruncatedBPTT` opens an inner one per chunk, which must then map
+# every variable, as a variable reads the innermost scope only.
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.losses.loss import unscale_loss_for_distribution
 from keras.src.ops.operation_utils import compute_conv_output_shape
@@ -87,13 +94,51 @@ def sub_layers(layer):
     return found
 
 
+def shadow_method(layer, name, method):
+    """Makes `method` run in place of `layer`'s method `name`, for this
+    instance only, until `unshadow_method`.
+
+    Two behaviours of Keras 3 make this work, and `RecurrentStates` (and
+    `keras_cbm.serving.export`) rely on them;
+    `tests/models/keras_internals_test.py` checks both and fails if a
+    release changes them:
+
+    - `Layer.__call__` (`Operation.__call__`) looks `self.call` up at every
+      call, eager or traced, so an instance attribute shadows the class's
+      method while the layer's own machinery (masks, training, dtype
+      policies, name scopes) runs unchanged around it.
+    - `keras.layers.RNN.call` runs its loop as `self.inner_loop(sequences=,
+      initial_state=, mask=, training=)`, looked up on the instance, which
+      returns `(last_output, outputs, final_states)` with the final states
+      as a list, whatever the layer's `return_state`.
+
+    `object.__setattr__` keeps Keras' attribute tracking out of it: a
+    function is no layer state to track or save.
+
+    Args:
+        layer: A Keras layer.
+        name: The method's name.
+        method: A function of the method's arguments (without `self`).
+    """
+    object.__setattr__(layer, name, method)
+
+
+def unshadow_method(layer, name):
+    """Ends `shadow_method(layer, name, ...)`: the class's method runs
+    again."""
+    object.__delattr__(layer, name)
+
+
 __all__ = [
     "DropoutRNNCell",
     "compute_conv_output_shape",
+    "in_stateless_scope",
     "recurrent_loop",
+    "shadow_method",
     "standardize_data_format",
     "standardize_padding",
     "standardize_tuple",
     "sub_layers",
     "unscale_loss_for_distribution",
+    "unshadow_method",
 ]

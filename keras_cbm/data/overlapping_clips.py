@@ -7,6 +7,8 @@ from keras_cbm.data.arguments import check_features
 from keras_cbm.data.arguments import check_integer
 from keras_cbm.data.clip_inputs import clip_inputs
 from keras_cbm.data.clip_inputs import video_id
+from keras_cbm.training.frame_targets import check_targets
+from keras_cbm.training.frame_targets import first_target_frame
 
 
 def overlapping_clips(
@@ -21,6 +23,7 @@ def overlapping_clips(
     label_key="label",
     id_key="video_id",
     num_parallel_calls=tf.data.AUTOTUNE,
+    targets=None,
 ):
     """Samples overlapping clips of random length and start from each video.
 
@@ -79,6 +82,10 @@ def overlapping_clips(
         id_key: The feature holding the video's id; when the dataset has no
             such feature the id is the video's position in `dataset`.
         num_parallel_calls: Passed to `Dataset.map`.
+        targets: Optional frame targets (see
+            `keras_cbm.training.frame_weights`: `"all"`, `("last", k)`,
+            `("from", j)` of the video's frames): adds `"frame_weights"`,
+            which `CoherenceModel` applies to its task loss.
 
     Returns:
         A `tf.data.Dataset` of pairs `(inputs, label)`, one per video, ready
@@ -86,7 +93,9 @@ def overlapping_clips(
         `"clips"` `(K, max_length, *frame_shape)` in the video's dtype (zero
         on padding), `"mask"` `(K, max_length)` bool, `"alignment"` `(K,
         max_length)` int32 (the absolute frame index of every step, -1 on
-        padding), `"video_id"` (int64 scalar, or the `id_key` feature).
+        padding), `"video_id"` (int64 scalar, or the `id_key` feature);
+        with `targets`, `"frame_weights"` `(K, max_length)` float32, 1 on
+        the frames to train toward the label, 0 elsewhere and on padding.
 
     Example:
 
@@ -105,11 +114,18 @@ def overlapping_clips(
         )
     )
     check_features(dataset, video_key=video_key, label_key=label_key)
+    if targets is not None:
+        check_targets(targets)
 
     def cut(index, element, alignment):
         inputs = clip_inputs(
             element[video_key], alignment, video_id(element, index, id_key)
         )
+        if targets is not None:
+            first = first_target_frame(tf.shape(element[video_key])[0], targets)
+            inputs["frame_weights"] = tf.cast(
+                alignment >= tf.maximum(first, 0), "float32"
+            )
         return inputs, element[label_key]
 
     return map_overlapping_alignment(

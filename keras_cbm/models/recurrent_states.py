@@ -2,11 +2,14 @@
 out: what clip state handover and frame-by-frame serving need."""
 
 import contextlib
+import threading
 
 import keras
 from keras import ops
 
+from keras_cbm.keras_internals import shadow_method
 from keras_cbm.keras_internals import sub_layers
+from keras_cbm.keras_internals import unshadow_method
 from keras_cbm.layers.base_cbm import BaseCBM
 
 
@@ -74,9 +77,8 @@ def call_with_mask(model, sequences, mask, training=None):
     Returns:
         The model's outputs.
     """
-    with contextlib.ExitStack() as stack:
-        for layer in recurrent_layers(model, forward_only=False):
-            stack.enter_context(_handing_over(layer, None, mask))
+    layers = recurrent_layers(model, forward_only=False)
+    with _handing_over(layers, [None] * len(layers), mask, record=False):
         return model(sequences, training=training)
 
 
@@ -100,6 +102,14 @@ class RecurrentStates:
     takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM` and
     `ConvLSTM*`, `[h]` for `GRU`. Each recurrent layer must be called once
     per run of the model.
+
+    Runs are thread-safe and re-entrant: what a run gives and gathers
+    belongs to its own thread (threads of a server, `tf.distribute` replica
+    threads, a thread calling the model plainly meanwhile), and a run may
+    happen inside another's call (a model whose `call` runs its sub-model
+    through `RecurrentStates`); a layer covered by both takes the innermost
+    run's states and mask and hands its final states to that run only.
+    The layers' own attributes (`return_state`) are never changed.
 
     Args:
         model: A Keras model of sequences `(batch, time, ...)`.
@@ -151,15 +161,12 @@ class RecurrentStates:
                 f"{[layer.name for layer in self.layers]}). Received: "
                 f"{len(initial_states)} entries"
             )
-        final_states = {}
-        with contextlib.ExitStack() as stack:
-            for layer, state in zip(self.layers, initial_states, strict=True):
-                stack.enter_context(
-                    _handing_over(layer, state, mask, final_states)
-                )
+        with _handing_over(self.layers, initial_states, mask) as frame:
             outputs = self.model(sequences, training=training)
         missing = [
-            layer.name for layer in self.layers if id(layer) not in final_states
+            layer.name
+            for layer in self.layers
+            if frame.final_states[id(layer)] is None
         ]
         if missing:
             raise ValueError(
@@ -167,7 +174,7 @@ class RecurrentStates:
                 "not run in a call of the model: they have no state to hand "
                 "over."
             )
-        return outputs, [final_states[id(layer)] for layer in self.layers]
+        return outputs, [frame.final_states[id(layer)] for layer in self.layers]
 
     def state_shapes(self, frame_shape, dtype="float32"):
         """The shape of every state, batch `None`, for frames of
@@ -195,48 +202,136 @@ def _step_mask(mask, sequences, layer):
     return ops.reshape(mask, tuple(ops.shape(mask)) + (1,) * extra)
 
 
-@contextlib.contextmanager
-def _handing_over(layer, handed_state, handed_mask, final_states=None):
-    """While active, `layer` starts from `handed_state` and takes
-    `handed_mask` (each when given) and, with `final_states`, puts its final
-    states in `final_states[id(layer)]`; it returns what it returned before."""
-    call = layer.call
+class _Frame:
+    """What one `RecurrentStates` (or `call_with_mask`) call gives its
+    recurrent layers and gathers from them."""
 
-    def handing_over_call(
+    def __init__(self, layers, states, mask, record):
+        self.handed = {
+            id(layer): state
+            for layer, state in zip(layers, states, strict=True)
+        }
+        self.mask = mask
+        self.final_states = (
+            {id(layer): None for layer in layers} if record else None
+        )
+
+    def record(self, layer, states):
+        if self.final_states is None:
+            return
+        if self.final_states[id(layer)] is not None:
+            raise ValueError(
+                f"Recurrent layer '{layer.name}' ran twice in one call of "
+                "its model: a layer called several times per sequence "
+                "has no single state to hand over."
+            )
+        self.final_states[id(layer)] = states
+
+
+# Each thread's active frames, innermost last: a call in one thread never
+# sees another's (a server's thread pool, `tf.distribute` replica threads).
+_active = threading.local()
+# Guards the installation counts below across threads.
+_install_lock = threading.Lock()
+_installed = {}
+
+
+def _frame_of(layer):
+    """The innermost active frame of this thread that covers `layer`."""
+    for frame in reversed(getattr(_active, "frames", ())):
+        if id(layer) in frame.handed:
+            return frame
+    return None
+
+
+def _install(layer):
+    """Shadows `layer`'s `call` and `inner_loop` with the dispatchers, once
+    however many frames use it (see `keras_cbm.keras_internals` for the
+    Keras behaviour this relies on)."""
+    with _install_lock:
+        count = _installed.get(id(layer), 0)
+        if count == 0:
+            shadow_method(layer, "call", _dispatching_call(layer, layer.call))
+            shadow_method(
+                layer, "inner_loop", _recording_loop(layer, layer.inner_loop)
+            )
+        _installed[id(layer)] = count + 1
+
+
+def _uninstall(layer):
+    with _install_lock:
+        count = _installed.pop(id(layer)) - 1
+        if count:
+            _installed[id(layer)] = count
+        else:
+            unshadow_method(layer, "inner_loop")
+            unshadow_method(layer, "call")
+
+
+def _dispatching_call(layer, call):
+    """`layer.call`, taking the innermost frame's states and mask."""
+
+    def dispatching_call(
         sequences, initial_state=None, mask=None, training=False
     ):
-        if handed_state is not None:
-            initial_state = handed_state
-        if handed_mask is not None:
-            # The handed mask is the sequence's own: it replaces whatever
-            # mask Keras propagated to the layer.
-            mask = _step_mask(handed_mask, sequences, layer)
-        returns_state = layer.return_state
-        layer.return_state = True
-        try:
-            output, *states = call(
-                sequences,
-                initial_state=initial_state,
-                mask=mask,
-                training=training,
-            )
-        finally:
-            layer.return_state = returns_state
-        if final_states is not None:
-            if id(layer) in final_states:
-                raise ValueError(
-                    f"Recurrent layer '{layer.name}' ran twice in one call of "
-                    "its model: a layer called several times per sequence "
-                    "has no single state to hand over."
-                )
-            final_states[id(layer)] = states
-        return (output, *states) if returns_state else output
+        frame = _frame_of(layer)
+        if frame is not None:
+            handed = frame.handed[id(layer)]
+            if handed is not None:
+                initial_state = handed
+            if frame.mask is not None:
+                # The handed mask is the sequence's own: it replaces
+                # whatever mask Keras propagated to the layer.
+                mask = _step_mask(frame.mask, sequences, layer)
+        return call(
+            sequences, initial_state=initial_state, mask=mask, training=training
+        )
 
-    # An instance attribute shadows the class's `call`; `Layer.__call__`
-    # looks `call` up at every call, so the layer's own machinery (masks,
-    # training, dtype, name scopes) runs unchanged around it.
-    object.__setattr__(layer, "call", handing_over_call)
+    return dispatching_call
+
+
+def _recording_loop(layer, inner_loop):
+    """`layer.inner_loop`, giving its final states to the innermost frame:
+    the layer's `return_state` is left alone, as other threads read it."""
+
+    def recording_loop(sequences, initial_state, mask, training=False):
+        last_output, outputs, states = inner_loop(
+            sequences=sequences,
+            initial_state=initial_state,
+            mask=mask,
+            training=training,
+        )
+        frame = _frame_of(layer)
+        if frame is not None:
+            # As `keras.layers.RNN.call` returns them.
+            frame.record(
+                layer,
+                [ops.cast(state, layer.compute_dtype) for state in states],
+            )
+        return last_output, outputs, states
+
+    return recording_loop
+
+
+@contextlib.contextmanager
+def _handing_over(layers, states, mask, record=True):
+    """While active, in this thread, each of `layers` starts from its entry
+    of `states` (where not `None`) and takes `mask` (when given), unless an
+    inner frame covers it; with `record`, the frame yielded gathers every
+    layer's final states in `final_states`."""
+    frame = _Frame(layers, states, mask, record)
+    installed = []
     try:
-        yield
+        for layer in layers:
+            _install(layer)
+            installed.append(layer)
+        if not hasattr(_active, "frames"):
+            _active.frames = []
+        _active.frames.append(frame)
+        try:
+            yield frame
+        finally:
+            _active.frames.remove(frame)
     finally:
-        object.__delattr__(layer, "call")
+        for layer in installed:
+            _uninstall(layer)

@@ -9,7 +9,9 @@ import numbers
 import keras
 import tensorflow as tf
 
+from keras_cbm.keras_internals import shadow_method
 from keras_cbm.keras_internals import sub_layers
+from keras_cbm.keras_internals import unshadow_method
 from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
 from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.serving.frame_step import FrameStep
@@ -127,14 +129,12 @@ def _time_distributed_over_time(model):
         return folding_call
 
     for wrapper in wrappers:
-        # As `RecurrentStates` does: `Layer.__call__` looks `call` up at
-        # every call, so the wrapper's own machinery runs around it.
-        object.__setattr__(wrapper, "call", folded_call(wrapper))
+        shadow_method(wrapper, "call", folded_call(wrapper))
     try:
         yield
     finally:
         for wrapper in wrappers:
-            object.__delattr__(wrapper, "call")
+            unshadow_method(wrapper, "call")
 
 
 def _check_scale(scale):

@@ -1,13 +1,22 @@
-"""Overlap coherence training: a `keras.Model` that trains per-frame video
-models on overlapping clips, on every Keras backend.
+"""Training per-frame video models on every Keras backend: on overlapping
+clips with the overlap coherence loss (`CoherenceModel`), on whole videos
+in chunks with truncated back-propagation through time (`TruncatedBPTT`).
 
 `MultiWorkerFit` and `MultiWorkerCoherenceModel` are TensorFlow's
 (`tf.distribute`), imported only when used.
 """
 
 from keras_cbm.training.coherence_model import CoherenceModel
+from keras_cbm.training.frame_targets import frame_weights
+from keras_cbm.training.truncated_bptt import TruncatedBPTT
 
-__all__ = ["CoherenceModel", "MultiWorkerCoherenceModel", "MultiWorkerFit"]
+__all__ = [
+    "CoherenceModel",
+    "MultiWorkerCoherenceModel",
+    "MultiWorkerFit",
+    "TruncatedBPTT",
+    "frame_weights",
+]
 
 
 def __getattr__(name):

@@ -93,7 +93,10 @@ class CoherenceModel(keras.Model):
     then sees one clip of each video at a time.
 
     Sample weights (one per video) weight both losses; `class_weight` is not
-    supported.
+    supported. Frame targets: where the inputs hold `"frame_weights"`
+    `(batch, clips, steps)` (`overlapping_clips(..., targets=...)`), the
+    task loss of a video is the weighted mean over its frames (0 for a
+    video whose clips hold no target frame).
 
     Args:
         model: A per-frame video model (see above).
@@ -271,7 +274,7 @@ class CoherenceModel(keras.Model):
                 x,
                 _per_frame(y, alignment),
                 outputs,
-                self._frame_weights(alignment, sample_weight),
+                self._frame_weights(x, alignment, sample_weight),
                 training=training,
             )
         else:
@@ -297,12 +300,15 @@ class CoherenceModel(keras.Model):
             )
         return task + ops.cast(self.coherence_weight, task.dtype) * coherence
 
-    def _frame_weights(self, alignment, sample_weight):
+    def _frame_weights(self, inputs, alignment, sample_weight):
         """Weights that make the loss the mean over videos of the mean over
         each video's real frames (every video counts equally, whatever its
         clips' lengths, and replicas reduce exactly), times each video's
-        `sample_weight`."""
+        `sample_weight`; with the inputs' `"frame_weights"`, the weighted
+        mean over each video's frames."""
         real = ops.cast(alignment >= 0, self.compute_dtype)
+        if "frame_weights" in inputs:
+            real = real * ops.cast(inputs["frame_weights"], real.dtype)
         frames = ops.cast(ops.size(real[0]), real.dtype)
         real_per_video = ops.sum(real, axis=(1, 2), keepdims=True)
         weights = real * ops.divide_no_nan(frames, real_per_video)

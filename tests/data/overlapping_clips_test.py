@@ -322,3 +322,32 @@ def test_ucf101_from_tfds_gives_well_formed_batches():
         padding = inputs["clips"].numpy()[~mask]
         assert not padding.any()
     assert num_videos == 4
+
+
+@pytest.mark.parametrize(
+    "targets, first", [(("last", 10), lambda n: n - 10), (("from", 7), 7)]
+)
+def test_frame_targets_weight_the_frames_they_name(targets, first):
+    lengths = [12, 30, 47]
+    clips = overlapping_clips(
+        counting_videos(lengths),
+        clips_per_video=4,
+        min_length=4,
+        max_length=16,
+        seed=1,
+        targets=targets,
+    )
+    for (inputs, _), length in zip(collect(clips), lengths, strict=True):
+        start = first(length) if callable(first) else first
+        alignment = inputs["alignment"]
+        expected = (alignment >= start) & (alignment >= 0)
+        np.testing.assert_array_equal(inputs["frame_weights"], expected)
+    without = collect(
+        overlapping_clips(counting_videos(lengths), 4, 4, 16, seed=1)
+    )
+    assert "frame_weights" not in without[0][0]
+
+
+def test_frame_targets_must_name_frames():
+    with pytest.raises(ValueError, match="`targets` must be"):
+        overlapping_clips(counting_videos([12]), 4, 4, 16, targets="last")

@@ -223,12 +223,22 @@ class CoherenceFitTest(testing.TestCase):
             ),
             -1,
         )[..., 0]
-        mask = inputs["mask"]
-        for sample_weight in (None, weights):
+        # Frame targets: every other frame of each video.
+        targets = (inputs["alignment"] % 2 == 1).astype("float32")
+        for sample_weight, frame_weights in (
+            (None, None),
+            (weights, None),
+            (None, targets),
+        ):
+            mask = inputs["mask"]
             dataset = (inputs, labels)
             per_video = np.ones(2) if sample_weight is None else weights
             if sample_weight is not None:
                 dataset = dataset + (sample_weight,)
+            if frame_weights is not None:
+                dataset = (dict(inputs, frame_weights=frame_weights),)
+                dataset += (labels,)
+                mask = mask * frame_weights
             trainer = CoherenceModel(model, coherence_weight=0.0)
             trainer.compile(keras.optimizers.SGD(0.0), LOSS)
             history = trainer.fit(

@@ -7,7 +7,7 @@ Model: `ConvCBM2D(--filters)` then `ConvLSTM2D(--filters)` on 32x32x3
 frames, per-frame pooling and a dense layer; `--steps` SGD steps of 2
 videos after one step that traces the training function. Memory: the
 peak resident memory above what the process held before those steps
-(`claims.PeakMemory`). Goal (issue 27): with
+(`harness.PeakMemory`). Goal (issue 27): with
 rematerialisation, the peak at 4x the frames stays within 1.5x.
 
     python benchmarks/tbptt_memory.py     # ~3 min on 2 CPU cores
@@ -20,9 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import subprocess  # noqa: E402
 
-import claims  # noqa: E402
+import harness  # noqa: E402
 
 
 def row(frames, chunk, rematerialize, filters, steps):
@@ -55,7 +54,7 @@ def row(frames, chunk, rematerialize, filters, steps):
     # Tracing's memory grows with the chunks (a Python loop): one step
     # first, so that the peak is the training steps'.
     trainer.fit(videos.astype("float32"), labels, epochs=1, verbose=0)
-    with claims.PeakMemory() as memory:
+    with harness.PeakMemory() as memory:
         trainer.fit(videos.astype("float32"), labels, epochs=steps, verbose=0)
     return memory.bytes / 2**20
 
@@ -70,10 +69,8 @@ def main():
     args = parser.parse_args()
     if args.row:
         frames, chunk, rematerialize = json.loads(args.row)
-        print(
-            json.dumps(
-                row(frames, chunk, rematerialize, args.filters, args.steps)
-            )
+        harness.emit(
+            row(frames, chunk, rematerialize, args.filters, args.steps)
         )
         return
     schemes = [
@@ -90,36 +87,29 @@ def main():
     for name, chunk, rematerialize in schemes:
         peaks = []
         for frames in args.frames:
-            output = subprocess.run(
-                [
-                    sys.executable,
+            peaks.append(
+                harness.run_fresh(
                     __file__,
-                    "--filters",
-                    str(args.filters),
-                    "--steps",
-                    str(args.steps),
-                    "--row",
-                    json.dumps([frames, chunk or frames, rematerialize]),
-                ],
-                env=dict(
-                    os.environ,
-                    KERAS_BACKEND="tensorflow",
-                    TF_CPP_MIN_LOG_LEVEL="2",
-                ),
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            peaks.append(json.loads(output.strip().splitlines()[-1]))
+                    [
+                        "--filters",
+                        str(args.filters),
+                        "--steps",
+                        str(args.steps),
+                        "--row",
+                        json.dumps([frames, chunk or frames, rematerialize]),
+                    ],
+                    env={"KERAS_BACKEND": "tensorflow"},
+                )
+            )
         ratios[name] = peaks[1] / peaks[0]
         print(
             f"| {name} | {peaks[0]:.0f} | {peaks[1]:.0f} | {ratios[name]:.2f} |"
         )
-    verdict = "PASS" if ratios["TBPTT, rematerialised"] <= 1.5 else "MISS"
-    print(
-        f"{verdict}: rematerialised TBPTT's peak grows "
-        f"{ratios['TBPTT, rematerialised']:.2f}x for "
-        f"{args.frames[1] // args.frames[0]}x the frames (goal <= 1.5x)"
+    harness.check(
+        f"rematerialised TBPTT's peak growth for "
+        f"{args.frames[1] // args.frames[0]}x the frames",
+        ratios["TBPTT, rematerialised"],
+        1.5,
     )
 
 

@@ -1,6 +1,6 @@
 """Each example, and `benchmarks/claims.py`, `coherence_weight.py` and
-`long_videos.py` with `--quick`, end to end with tiny flags (each within a
-minute on 2 CPU cores)."""
+`long_videos.py` with `--quick` (marked `benchmark`: `pytest -m benchmark`),
+end to end with tiny flags (each within a minute on 2 CPU cores)."""
 
 import json
 import os
@@ -159,7 +159,8 @@ def test_serving(tmp_path):
     assert (tmp_path / "served" / "saved_model.pb").is_file()
 
 
-@pytest.mark.parametrize("tuner", ["random", "hyperband"])
+# Hyperband only: `tests/tuning/cbm_hypermodel_test.py` runs a random search.
+@pytest.mark.parametrize("tuner", ["hyperband"])
 def test_tuning(tmp_path, tuner):
     stdout = run_script(
         "examples/tuning.py",
@@ -176,6 +177,7 @@ def test_tuning(tmp_path, tuner):
     assert (tmp_path / tuner).is_dir()
 
 
+@pytest.mark.benchmark
 def test_claims_quick(tmp_path):
     stdout = run_script(
         "benchmarks/claims.py",
@@ -204,6 +206,7 @@ def test_claims_quick(tmp_path):
     assert (tmp_path / "out" / "claims.md").is_file()
 
 
+@pytest.mark.benchmark
 def test_coherence_weight_quick(tmp_path):
     stdout = run_script(
         "benchmarks/coherence_weight.py",
@@ -216,6 +219,7 @@ def test_coherence_weight_quick(tmp_path):
     assert len(rows) == 2 and all("±" in row for row in rows)
 
 
+@pytest.mark.benchmark
 def test_long_videos_quick():
     stdout = run_script("benchmarks/long_videos.py", "--quick", timeout=300)
     rows = [line for line in stdout.splitlines() if line.startswith("| ")]

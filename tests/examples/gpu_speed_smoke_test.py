@@ -43,7 +43,7 @@ def table_rows(output, header_start):
     return rows
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_quick_run_measures_everything_without_tensorflow():
     result = subprocess.run(
         [

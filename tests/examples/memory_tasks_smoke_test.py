@@ -6,11 +6,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.abspath(
     os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)
 )
 
 
+@pytest.mark.benchmark
 def test_quick_run_prints_one_row_per_model_depth_and_readout():
     result = subprocess.run(
         [

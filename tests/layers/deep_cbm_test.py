@@ -11,6 +11,7 @@ from keras_cbm.layers import DeepCBM
 from keras_cbm.layers import deep_cbm
 from tests.layers.testing_utils import paper_cell
 from tests.layers.testing_utils import random_sequences
+from tests.layers.testing_utils import tensorflow_only
 
 # The standalone (ResNet-18-like) layout: a 7x7 stride-2 stem, max-pooling,
 # then four stages of two 2-layer blocks, the first of stages 2-4 strided.
@@ -34,6 +35,7 @@ def zero_weights(layer):
     layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
 
 
+@tensorflow_only
 class DeepCBMLayoutTest(testing.TestCase):
     @parameterized.parameters("cbm", "convlstm")
     def test_backbone_layout_pools_7x7_to_1x1(self, cell):
@@ -373,6 +375,7 @@ class DeepCBMKerasTest(testing.TestCase):
             "recurrent_activation": "tanh",
         },
     )
+    @tensorflow_only
     def test_config_round_trip_predicts_the_same(self, **kwargs):
         x = random_sequences((2, 3, 6, 6, 2))
         stack = DeepCBM(

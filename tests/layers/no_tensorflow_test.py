@@ -3,7 +3,15 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import pytest
+
+# Each test runs its own process with the backend it names: once, from the
+# TensorFlow part of the suite.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="runs its own process; run once, from the TensorFlow part",
+)
 
 # Makes TensorFlow unimportable in the process that runs it.
 WITHOUT_TENSORFLOW = textwrap.dedent(

@@ -3,6 +3,14 @@ backend runs (the layers are backend-agnostic; differentiation is not)."""
 
 import keras
 import numpy as np
+import pytest
+
+# Checks of structure and configuration read no backend-specific numerics:
+# they run once, on TensorFlow, which keeps the JAX part of the suite short.
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-neutral (structure or configuration): run on TensorFlow",
+)
 
 
 def randomize_weights(layer, seed=0):

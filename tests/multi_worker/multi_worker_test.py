@@ -81,7 +81,7 @@ def test_two_workers_train_to_identical_weights(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_restarts_and_job_completes(tmp_path):
-    launcher = start(tmp_path, "--workers=2", "--epochs=3", "--videos=32")
+    launcher = start(tmp_path, "--workers=2", "--epochs=2", "--videos=32")
     deadline = time.monotonic() + TIMEOUT
     victim = None
     while victim is None and launcher.poll() is None:
@@ -114,7 +114,7 @@ def test_killed_worker_restarts_and_job_completes(tmp_path):
             if e["pid"] == pids[1] and e["event"] == "epoch_begin"
         ]
         # BackupAndRestore restored the backup of epoch 0.
-        assert resumed == [1, 2]
+        assert resumed == [1]
 
 
 def test_logs_stay_scalar_outside_multi_worker():

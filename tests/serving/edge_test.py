@@ -1,5 +1,4 @@
 import dataclasses
-import importlib
 import os
 
 import keras
@@ -286,15 +285,3 @@ class ExportStepTest(testing.TestCase):
             )
         with self.assertRaisesRegex(ValueError, "scale=-1"):
             export_step(model, litert, scale=-1)
-
-    def test_docstring_examples_run(self):
-        import doctest
-
-        for module in ("frame_step", "edge", "streams"):
-            module = importlib.import_module(f"keras_cbm.serving.{module}")
-            failures, tried = doctest.testmod(
-                module,
-                extraglobs={"np": np, "keras": keras},
-            )
-            self.assertGreater(tried, 0, msg=module.__name__)
-            self.assertEqual(failures, 0, msg=module.__name__)

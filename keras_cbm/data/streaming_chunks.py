@@ -263,10 +263,11 @@ def streaming_chunks(
     ...     "video": np.arange(2 * 5, dtype="float32").reshape(2, 5, 1),
     ...     "label": [0, 1]})
     >>> stream = streaming_chunks(videos, batch_size=2, chunk_length=2)
-    >>> [inputs["video"][:, :, 0].numpy().tolist()
-    ...  for inputs, labels in stream]
+    >>> batches = list(stream)
+    >>> [inputs["video"][:, :, 0].numpy().tolist() for inputs, _ in batches]
     [[[0.0, 1.0], [5.0, 6.0]], [[2.0, 3.0], [7.0, 8.0]], \
 [[4.0, 0.0], [9.0, 0.0]]]
+    >>> inputs, labels = batches[-1]
     >>> inputs["frame_weights"].numpy().tolist()
     [[1.0, 0.0], [1.0, 0.0]]
     """
@@ -427,9 +428,11 @@ def video_chunks_from_directory(
     ...     file.mux(stream.encode())
     >>> stream = video_chunks_from_directory(root, 1, 4,
     ...                                      color_mode="grayscale")
-    >>> [inputs["video"].shape[1:] for inputs, _ in stream]
-    [TensorShape([4, 16, 16, 1]), TensorShape([4, 16, 16, 1]), \
-TensorShape([4, 16, 16, 1])]
+    >>> batches = list(stream)
+    >>> [inputs["video"].shape for inputs, _ in batches]
+    [TensorShape([1, 4, 16, 16, 1]), TensorShape([1, 4, 16, 16, 1]), \
+TensorShape([1, 4, 16, 16, 1])]
+    >>> inputs, labels = batches[-1]
     >>> inputs["frame_weights"].numpy().tolist()
     [[1.0, 1.0, 0.0, 0.0]]
     """

@@ -86,8 +86,9 @@ class StreamingBPTT(TruncatedBPTT):
     ...     keras.layers.Dense(2)])
     >>> video = np.random.rand(1, 6, 3).astype("float32")
     >>> trainer = StreamingBPTT(net)
-    >>> first = trainer({"video": video[:, :3], "new_video": [True]})
-    >>> second = trainer({"video": video[:, 3:], "new_video": [False]})
+    >>> first = trainer({"video": video[:, :3], "new_video": np.array([True])})
+    >>> second = trainer({"video": video[:, 3:],
+    ...                   "new_video": np.array([False])})
     >>> bool(np.allclose(np.concatenate([first, second], 1), net(video),
     ...                  atol=1e-5))
     True

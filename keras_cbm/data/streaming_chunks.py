@@ -26,6 +26,10 @@ class StreamPosition:
     start and clears them when it ends; outside `fit`, passes count
     epochs from 0 and skip nothing.
 
+    Args:
+        count_batches: A function that returns the batches of a whole
+            pass (called once, when first needed).
+
     Attributes:
         epoch: The epoch of the passes begun from now, or `None` (count
             passes).
@@ -33,16 +37,26 @@ class StreamPosition:
             frames.
     """
 
-    def __init__(self):
+    def __init__(self, count_batches):
         self.epoch = None
         self.skip_batches = 0
         self.passes = 0
+        self._count_batches = count_batches
+        self._batches = None
 
     def begin_pass(self):
         """`(epoch, batches to skip)` of a pass beginning now."""
         epoch = self.passes if self.epoch is None else self.epoch
         self.passes = epoch + 1
         return epoch, self.skip_batches
+
+    @property
+    def batches(self):
+        """The batches of a whole pass (of the first, when the order of
+        the videos changes between passes)."""
+        if self._batches is None:
+            self._batches = int(self._count_batches())
+        return self._batches
 
 
 @dataclasses.dataclass
@@ -137,34 +151,25 @@ def _short_video_error(videos, chunk_length):
     )
 
 
-def _finish(
-    rows, batch_size, chunk_length, drop_remainder, position, first_pass_lengths
-):
-    """Batches the rows of a stream; sets its `stream_position` and its
-    cardinality: the batches of the first pass, planned from the lengths
-    of its videos (`first_pass_lengths()`, computed once, when first
-    asked)."""
-    dataset = rows.batch(batch_size, drop_remainder=True).prefetch(
-        tf.data.AUTOTUNE
+def _finish(rows, batch_size, chunk_length, drop_remainder, first_pass_lengths):
+    """Batches the rows of a stream (`rows(position)`, a dataset); sets
+    its `stream_position` and its cardinality, the batches of the first
+    pass planned from the lengths of its videos (`first_pass_lengths()`,
+    computed when first asked)."""
+    position = StreamPosition(
+        lambda: count_batches(
+            first_pass_lengths(), batch_size, chunk_length, drop_remainder
+        )
     )
-    planned = []
-
-    def cardinality():
-        # Keras reads it once, when `fit` begins: knowing an epoch's
-        # batches, it does not learn them from a first epoch that a
-        # restart shortened (it would then cut every later epoch short).
-        if not planned:
-            planned.append(
-                count_batches(
-                    first_pass_lengths(),
-                    batch_size,
-                    chunk_length,
-                    drop_remainder,
-                )
-            )
-        return tf.constant(planned[0], tf.int64)
-
-    dataset.cardinality = cardinality
+    dataset = (
+        rows(position)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    # Keras reads it once, when `fit` begins, and then runs that many
+    # steps an epoch: unknown, it would learn it from the first epoch,
+    # which a restart shortens (see `StreamingBPTT`).
+    dataset.cardinality = lambda: tf.constant(position.batches, tf.int64)
     dataset.stream_position = position
     return dataset
 
@@ -285,7 +290,6 @@ def streaming_chunks(
     frame_shape = tuple(video_spec.shape[1:])
     frame_dtype = video_spec.dtype.as_numpy_dtype
     label_dtype = label_spec.dtype.as_numpy_dtype
-    position = StreamPosition()
 
     def videos():
         for index, element in enumerate(dataset.as_numpy_iterator()):
@@ -297,7 +301,7 @@ def streaming_chunks(
                 )
             yield _Video(len(video), element[label_key], video_id, video)
 
-    def rows():
+    def rows(position):
         _, skip = position.begin_pass()
         plan = lane_schedule(videos(), batch_size, chunk_length, drop_remainder)
         for number, batch in enumerate(plan):
@@ -322,20 +326,17 @@ def streaming_chunks(
         "label": tf.TensorSpec(label_spec.shape, label_spec.dtype),
         **_row_signature(chunk_length),
     }
-    stream = tf.data.Dataset.from_generator(rows, output_signature=signature)
+
+    def stream(position):
+        return tf.data.Dataset.from_generator(
+            lambda: rows(position), output_signature=signature
+        ).map(_output)
 
     def lengths():
         frames = dataset.map(lambda element: tf.shape(element[video_key])[0])
         return [int(count) for count in frames.as_numpy_iterator()]
 
-    return _finish(
-        stream.map(_output),
-        batch_size,
-        chunk_length,
-        drop_remainder,
-        position,
-        lengths,
-    )
+    return _finish(stream, batch_size, chunk_length, drop_remainder, lengths)
 
 
 def _row_signature(chunk_length):
@@ -491,7 +492,6 @@ TensorShape([1, 4, 16, 16, 1])]
             )
             size = tuple(first.shape[1:3])
         errors = DecodeErrors(on_error, channels)
-        position = StreamPosition()
 
         def order(epoch, files=files):
             """The files' order in `epoch`."""
@@ -509,7 +509,7 @@ TensorShape([1, 4, 16, 16, 1])]
                     path=files.file_paths[i],
                 )
 
-        def rows(position=position, videos=videos):
+        def rows(position, videos=videos):
             epoch, skip = position.begin_pass()
             plan = lane_schedule(
                 videos(epoch), batch_size, chunk_length, drop_remainder
@@ -572,20 +572,21 @@ TensorShape([1, 4, 16, 16, 1])]
             "label": tf.TensorSpec((), tf.int64),
             **_row_signature(chunk_length),
         }
-        stream = tf.data.Dataset.from_generator(
-            rows, output_signature=signature
-        )
-        stream = stream.map(
-            decode,
-            num_parallel_calls=decoding_calls(num_parallel_calls),
-            deterministic=True,
-        )
+
+        def stream(position, rows=rows, decode=decode, signature=signature):
+            return tf.data.Dataset.from_generator(
+                lambda: rows(position), output_signature=signature
+            ).map(
+                decode,
+                num_parallel_calls=decoding_calls(num_parallel_calls),
+                deterministic=True,
+            )
+
         stream = _finish(
             stream,
             batch_size,
             chunk_length,
             drop_remainder,
-            position,
             lambda files=files, order=order: [
                 files.num_frames[i] for i in order(0)
             ],

@@ -289,6 +289,15 @@ class StreamingBPTT(TruncatedBPTT):
                 "resumes. Received: "
                 f"steps_per_epoch={kwargs['steps_per_epoch']!r}"
             )
+        if not self.built and hasattr(x, "element_spec"):
+            # `BackupAndRestore` restores the states' variables, which must
+            # exist first; Keras' TensorFlow trainer builds a model only
+            # when it traces the training step.
+            spec = x.element_spec
+            inputs = spec[0] if isinstance(spec, tuple) else spec
+            self.build(
+                keras.tree.map_structure(lambda s: tuple(s.shape), inputs)
+            )
         # A fit starts its stream afresh, unless `BackupAndRestore`
         # restores these (in `on_train_begin`).
         self.stream_epoch.assign(-1)
@@ -296,11 +305,13 @@ class StreamingBPTT(TruncatedBPTT):
         # Keras' `shuffle` cannot apply to a dataset (it warns).
         kwargs.setdefault("shuffle", False)
         callbacks = kwargs.pop("callbacks", None)
+        # First, so that its `on_epoch_end` runs before the others'.
         guard = StreamGuard(getattr(x, "stream_position", None))
         if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks.append(guard)
+            callbacks.callbacks.insert(0, guard)
+            guard.set_model(self)
         else:
-            callbacks = list(callbacks or []) + [guard]
+            callbacks = [guard] + list(callbacks or [])
         return super().fit(x, y, callbacks=callbacks, **kwargs)
 
     def get_config(self):
@@ -321,19 +332,29 @@ class StreamingBPTT(TruncatedBPTT):
 
 
 class StreamGuard(keras.callbacks.Callback):
-    """What `StreamingBPTT.fit` adds to the callbacks: at each epoch's
-    start, resumes a restored epoch where its backup was taken (setting
-    the dataset's `stream_position`) or starts counting afresh; after each
-    batch, stops `fit` on a batch out of order."""
+    """What `StreamingBPTT.fit` adds to the callbacks (first).
+
+    At each epoch's start, it resumes an epoch restored by
+    `BackupAndRestore` where its backup was taken: the dataset's
+    `stream_position` skips the batches already trained, and the epoch
+    ends after the stream's last batch, where Keras, which counts the
+    batches of a whole pass, would ask for more (a step past the data's
+    end still advances the optimizer's iteration count on TensorFlow).
+    Else it starts counting afresh. After each batch, it stops `fit` on a
+    batch out of order.
+    """
 
     def __init__(self, position):
         super().__init__()
         self.position = position
         self.epoch = None
+        # The batches of the stream's pass, in a resumed epoch.
+        self.resumed_until = None
+        self.cut = False
 
     def on_epoch_begin(self, epoch, logs=None):
         trainer = self.model
-        self.epoch = epoch
+        self.epoch, self.resumed_until, self.cut = epoch, None, False
         done = int(ops.convert_to_numpy(trainer.stream_batches.value))
         if int(ops.convert_to_numpy(trainer.stream_epoch.value)) != epoch:
             trainer.stream_epoch.assign(epoch)
@@ -342,6 +363,8 @@ class StreamGuard(keras.callbacks.Callback):
         if self.position is not None:
             self.position.epoch = epoch
             self.position.skip_batches = done
+            if done:
+                self.resumed_until = self.position.batches
         elif done:
             raise ValueError(
                 f"`x` must be the dataset that `streaming_chunks` or "
@@ -351,12 +374,9 @@ class StreamGuard(keras.callbacks.Callback):
                 "without `stream_position`"
             )
 
-    def on_train_end(self, logs=None):
-        if self.position is not None:
-            self.position.epoch, self.position.skip_batches = None, 0
-
     def on_train_batch_end(self, batch, logs=None):
-        if int(ops.convert_to_numpy(self.model.order_errors.value)):
+        trainer = self.model
+        if int(ops.convert_to_numpy(trainer.order_errors.value)):
             raise ValueError(
                 "`x` must give each row of a stream its video's chunks in "
                 "order: every batch must continue each row's video with its "
@@ -365,6 +385,19 @@ class StreamGuard(keras.callbacks.Callback):
                 f"batch {batch} of epoch {self.epoch + 1} out of order (a "
                 "shuffled, repeated or skipping streaming dataset?)"
             )
+        if self.resumed_until is not None and not trainer.stop_training:
+            done = int(ops.convert_to_numpy(trainer.stream_batches.value))
+            if done >= self.resumed_until:
+                trainer.stop_training = self.cut = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.cut:
+            # Only the resumed epoch ends here, not the fit.
+            self.model.stop_training = self.cut = False
+
+    def on_train_end(self, logs=None):
+        if self.position is not None:
+            self.position.epoch, self.position.skip_batches = None, 0
 
 
 __all__ = ["StreamingBPTT"]

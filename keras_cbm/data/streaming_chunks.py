@@ -254,7 +254,10 @@ def streaming_chunks(
         `(batch_size, chunk_length)` float32 (0 on padding and outside
         `targets`), `"chunk_index"` `(batch_size,)` int32 (the chunk's
         position in its video) and `"video_id"` `(batch_size,)` int32;
-        `labels` `(batch_size,)` holds each row's video's label.
+        `labels` `(batch_size,)` holds each row's video's label. Its
+        `cardinality()` (which `fit` reads) is the batches of a pass,
+        planned from the videos' lengths: the first call reads `dataset`
+        once (each video, for its length).
 
     Raises:
         ValueError: for a `batch_size` or `chunk_length` below 1, and (when

@@ -1,6 +1,8 @@
 """Clip pipelines: `tf.data` functions from a dataset of whole videos to a
 dataset of clips with alignment indices (the absolute frame index of every
-clip step), and datasets of the video files of a directory (decoded with
+clip step), streams of consecutive chunks for videos too long to hold
+(`streaming_chunks`, `video_chunks_from_directory`), and datasets of the
+video files of a directory (decoded with
 PyAV, which `pip install keras_cbm[video]` installs).
 
 This subpackage imports TensorFlow; `keras_cbm` does not import it. The
@@ -8,13 +10,17 @@ video-file datasets load PyAV when first used.
 """
 
 from keras_cbm.data.overlapping_clips import overlapping_clips
+from keras_cbm.data.streaming_chunks import streaming_chunks
+from keras_cbm.data.streaming_chunks import video_chunks_from_directory
 from keras_cbm.data.uniform_clips import padded_window_batch
 from keras_cbm.data.uniform_clips import uniform_clips
 
 __all__ = [
     "overlapping_clips",
     "padded_window_batch",
+    "streaming_chunks",
     "uniform_clips",
+    "video_chunks_from_directory",
     "video_clips_from_directory",
     "video_dataset_from_directory",
 ]

@@ -1,6 +1,7 @@
 """Training per-frame video models on every Keras backend: on overlapping
 clips with the overlap coherence loss (`CoherenceModel`), on whole videos
-in chunks with truncated back-propagation through time (`TruncatedBPTT`).
+in chunks with truncated back-propagation through time (`TruncatedBPTT`), on
+streams of chunks of videos too long to hold (`StreamingBPTT`).
 
 `MultiWorkerFit` and `MultiWorkerCoherenceModel` are TensorFlow's
 (`tf.distribute`), imported only when used.
@@ -8,12 +9,14 @@ in chunks with truncated back-propagation through time (`TruncatedBPTT`).
 
 from keras_cbm.training.coherence_model import CoherenceModel
 from keras_cbm.training.frame_targets import frame_weights
+from keras_cbm.training.streaming_bptt import StreamingBPTT
 from keras_cbm.training.truncated_bptt import TruncatedBPTT
 
 __all__ = [
     "CoherenceModel",
     "MultiWorkerCoherenceModel",
     "MultiWorkerFit",
+    "StreamingBPTT",
     "TruncatedBPTT",
     "frame_weights",
 ]

@@ -12,7 +12,8 @@ from keras_cbm.training.frame_targets import check_targets
 from keras_cbm.training.frame_targets import frame_weights
 
 
-def _check_chunk_length(chunk_length):
+def check_chunk_length(chunk_length):
+    """Raises `ValueError` unless `chunk_length` is an integer >= 1."""
     if (
         isinstance(chunk_length, bool)
         or not isinstance(chunk_length, int)
@@ -116,7 +117,7 @@ class TruncatedBPTT(keras.Model):
                 "to per-frame predictions (batch, time, classes). Received: "
                 f"model={model!r}"
             )
-        _check_chunk_length(chunk_length)
+        check_chunk_length(chunk_length)
         check_targets(targets, allow_given=True)
         self.model = model
         self.chunk_length = chunk_length
@@ -142,26 +143,57 @@ class TruncatedBPTT(keras.Model):
                 "frames): a video shorter than a chunk has nothing to "
                 f"truncate. Received: chunk_length={self.chunk_length}"
             )
-        run_chunk = self._chunk_run(training)
+        outputs, _ = self.run_chunks(
+            videos, None, self.chunk_length, training=training
+        )
+        return outputs
+
+    def run_chunks(self, videos, states, chunk_length, training=None):
+        """Runs `videos` in chunks of `chunk_length` frames (the last may
+        be shorter), each chunk from the states the previous one ended in,
+        the gradient cut between chunks.
+
+        Args:
+            videos: `(batch, time, *frame_shape)`, static `time`.
+            states: The states the first chunk starts from, in the
+                structure of `RecurrentStates` (one list per recurrent
+                layer), or `None` for the model's own initial states.
+            chunk_length: Integer >= 1, frames per chunk.
+            training: Python boolean.
+
+        Returns:
+            `(outputs, final_states)`: the per-frame outputs and the final
+            states in the structure of `RecurrentStates`, their gradient
+            not cut.
+        """
+        time = videos.shape[1]
+        # The states' structure: given, or that of the first chunk's run.
+        structure = [] if states is None else [states]
+        run_chunk = self._chunk_run(training, structure)
         if training and self.rematerialize:
             run_chunk = keras.remat(run_chunk)
         state_variables = self.model.non_trainable_variables
-        outputs, states = [], []
-        for start in range(0, time, self.chunk_length):
-            chunk = videos[:, start : start + self.chunk_length]
+        states = keras.tree.flatten(states) if states is not None else []
+        outputs = []
+        for start in range(0, time, chunk_length):
+            if start:
+                # The gradient stops at the chunk boundary.
+                states = [ops.stop_gradient(state) for state in states]
+            chunk = videos[:, start : start + chunk_length]
             values = [variable.value for variable in state_variables]
-            chunk_outputs, final, values = run_chunk(chunk, states, values)
+            chunk_outputs, states, values = run_chunk(chunk, states, values)
             for variable, value in zip(state_variables, values, strict=True):
                 variable.assign(value)
             outputs.append(chunk_outputs)
-            # The gradient stops at the chunk boundary.
-            states = [ops.stop_gradient(state) for state in final]
-        return ops.concatenate(outputs, axis=1)
+        final = keras.tree.pack_sequence_as(structure[0], list(states))
+        return ops.concatenate(outputs, axis=1), final
 
-    def _chunk_run(self, training):
+    def _chunk_run(self, training, structure):
         """A function `(chunk, flat states it starts from (none: the
         model's own), values of the model's non-trainable variables)` to
-        `(outputs, flat final states, new values)`.
+        `(outputs, flat final states, new values)`; `structure` is a list
+        holding the states' structure (see `RecurrentStates`), or empty
+        to hold that of the first run's final states.
 
         Stateless in the model's non-trainable variables (batch
         normalisation statistics, dropout seeds): a rematerialised chunk
@@ -171,7 +203,6 @@ class TruncatedBPTT(keras.Model):
         """
         run = self.recurrent_states
         model = self.model
-        structure = []
 
         def run_chunk(chunk, flat_states, values):
             initial = None
@@ -235,19 +266,23 @@ class TruncatedBPTT(keras.Model):
             outputs, mask=targeted, from_logits=self.from_logits
         )
 
+    def loss_weights(self, inputs, outputs, sample_weight=None):
+        """The weight of every frame's loss `(batch, time)`:
+        `frame_weights` times the videos' `sample_weight`."""
+        weights = self.frame_weights(inputs, outputs)
+        if sample_weight is not None:
+            weights = weights * ops.cast(sample_weight, weights.dtype)[:, None]
+        return weights
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        weights = self.frame_weights(x, y_pred)
-        if sample_weight is not None:
-            weights = weights * ops.cast(sample_weight, weights.dtype)[:, None]
-        labels = ops.convert_to_tensor(y)
-        labels = ops.broadcast_to(
-            ops.expand_dims(labels, 1),
-            (ops.shape(labels)[0], y_pred.shape[1]) + tuple(labels.shape[1:]),
-        )
         return super().compute_loss(
-            x, labels, y_pred, weights, training=training
+            x,
+            per_frame(y, y_pred),
+            y_pred,
+            self.loss_weights(x, y_pred, sample_weight),
+            training=training,
         )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -273,6 +308,16 @@ class TruncatedBPTT(keras.Model):
         if isinstance(config["targets"], list):
             config["targets"] = tuple(config["targets"])
         return cls(**config)
+
+
+def per_frame(labels, outputs):
+    """The video labels `(batch, ...)` repeated for every frame of the
+    per-frame `outputs` `(batch, time, ...)`."""
+    labels = ops.convert_to_tensor(labels)
+    return ops.broadcast_to(
+        ops.expand_dims(labels, 1),
+        (ops.shape(labels)[0], outputs.shape[1]) + tuple(labels.shape[1:]),
+    )
 
 
 __all__ = ["TruncatedBPTT"]

@@ -17,6 +17,7 @@ traced, 7x at 8 clips).
 
     python benchmarks/trace_cost.py                # TensorFlow backend
     python benchmarks/trace_cost.py --clips 2 4 8 --batch-size 4
+    python benchmarks/trace_cost.py --clips 2 4 8 --repeats 3  # noisy cores
 """
 
 import argparse
@@ -42,6 +43,12 @@ def parse_args():
     add("--stage-filters", type=int, nargs="+", default=JOB["stage_filters"])
     add("--blocks-per-stage", type=int, default=1)
     add("--handovers", nargs="+", choices=HANDOVERS, default=list(HANDOVERS))
+    add(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Fresh processes a configuration; the fastest counts.",
+    )
     add("--worker", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -122,8 +129,16 @@ def main():
     print("|---|---|---|---|---|")
     for clips in args.clips:
         for handover in ["none"] + [h for h in args.handovers if h != "none"]:
-            result = harness.run_fresh(
-                __file__, ["--worker", str(clips), handover, *sys.argv[1:]]
+            # Shared cores slow some runs: the fastest is the cost itself.
+            result = min(
+                (
+                    harness.run_fresh(
+                        __file__,
+                        ["--worker", str(clips), handover, *sys.argv[1:]],
+                    )
+                    for _ in range(args.repeats)
+                ),
+                key=lambda result: result["seconds"],
             )
             results[clips, handover] = result
             ratio = result["seconds"] / results[clips, "none"]["seconds"]

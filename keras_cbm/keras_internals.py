@@ -16,8 +16,9 @@ from keras.src.backend import rnn as _keras_rnn
 from keras.src.backend import standardize_data_format
 
 # Whether a `keras.StatelessScope` is active (JAX's training step opens
-# one): `TruncatedBPTT` opens an inner one per chunk, which must then map
-# every variable, as a variable reads the innermost scope only.
+# one): `keras_cbm.training.variable_values` opens an inner one (a TBPTT
+# chunk, a handover loop's body), which must then map every variable, as a
+# variable reads the innermost scope only.
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.losses.loss import unscale_loss_for_distribution

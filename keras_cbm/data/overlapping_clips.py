@@ -24,6 +24,7 @@ def overlapping_clips(
     id_key="video_id",
     num_parallel_calls=tf.data.AUTOTUNE,
     targets=None,
+    past_length=None,
 ):
     """Samples overlapping clips of random length and start from each video.
 
@@ -86,6 +87,12 @@ def overlapping_clips(
             `keras_cbm.training.frame_weights`: `"all"`, `("last", k)`,
             `("from", j)` of the video's frames): adds `"frame_weights"`,
             which `CoherenceModel` applies to its task loss.
+        past_length: Optional integer >= 1: adds the video's frames before
+            its last clip start, at the clips' phase and stride, padded to
+            `past_length` steps: what
+            `CoherenceModel(..., state_handover="whole_past")` runs over. A
+            video with more steps before its last clip start fails when
+            read, with an error naming it.
 
     Returns:
         A `tf.data.Dataset` of pairs `(inputs, label)`, one per video, ready
@@ -95,7 +102,10 @@ def overlapping_clips(
         max_length)` int32 (the absolute frame index of every step, -1 on
         padding), `"video_id"` (int64 scalar, or the `id_key` feature);
         with `targets`, `"frame_weights"` `(K, max_length)` float32, 1 on
-        the frames to train toward the label, 0 elsewhere and on padding.
+        the frames to train toward the label, 0 elsewhere and on padding;
+        with `past_length`, `"past"` `(past_length, *frame_shape)` (zero on
+        padding) and `"past_alignment"` `(past_length,)` int32 (the
+        absolute frame index of every step, -1 on padding).
 
     Example:
 
@@ -116,11 +126,22 @@ def overlapping_clips(
     check_features(dataset, video_key=video_key, label_key=label_key)
     if targets is not None:
         check_targets(targets)
+    if past_length is not None:
+        past_length = check_integer("past_length", past_length, 1)
 
     def cut(index, element, alignment):
-        inputs = clip_inputs(
-            element[video_key], alignment, video_id(element, index, id_key)
-        )
+        identity = video_id(element, index, id_key)
+        inputs = clip_inputs(element[video_key], alignment, identity)
+        if past_length is not None:
+            inputs.update(
+                past_inputs(
+                    element[video_key],
+                    alignment,
+                    past_length,
+                    frame_stride,
+                    identity,
+                )
+            )
         if targets is not None:
             first = first_target_frame(tf.shape(element[video_key])[0], targets)
             inputs["frame_weights"] = tf.cast(
@@ -140,6 +161,56 @@ def overlapping_clips(
         seed,
         num_parallel_calls,
     )
+
+
+def past_inputs(video, alignment, past_length, frame_stride, video_id):
+    """The frames of a video before its last clip start, at the clips'
+    phase and stride.
+
+    Args:
+        video: Tensor `(num_frames, *frame_shape)`.
+        alignment: int32 tensor `(num_clips, clip_steps)`, the video's clips
+            (as `sample_overlapping_clips` draws them; no clip is empty).
+        past_length: Integer, the padded number of steps.
+        frame_stride: Integer, the clips' frame stride.
+        video_id: Scalar tensor identifying the video.
+
+    Returns:
+        A dict: `"past"` `(past_length, *frame_shape)`, zero on padding, and
+        `"past_alignment"` `(past_length,)` int32, the absolute frame index
+        of every step, -1 on padding.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> video = tf.reshape(tf.range(12), (12, 1))
+    >>> past = past_inputs(video, tf.constant([[1, 3], [7, 9]]), 5, 2, 0)
+    >>> past["past_alignment"].numpy().tolist()
+    [1, 3, 5, -1, -1]
+    """
+    starts = tf.reduce_min(
+        tf.where(alignment >= 0, alignment, tf.int32.max), axis=1
+    )
+    last_start = tf.reduce_max(starts)
+    # Every clip frame is `phase + step * frame_stride`.
+    phase = last_start % frame_stride
+    steps = (last_start - phase) // frame_stride
+    check = tf.debugging.Assert(
+        steps <= past_length,
+        [
+            "Video",
+            video_id,
+            "has",
+            steps,
+            "steps before its last clip start: more than past_length =",
+            past_length,
+        ],
+    )
+    with tf.control_dependencies([check]):
+        step = tf.range(past_length)
+    past_alignment = tf.where(step < steps, phase + step * frame_stride, -1)
+    past = clip_inputs(video, past_alignment[None], video_id)["clips"][0]
+    return {"past": past, "past_alignment": past_alignment}
 
 
 def check_overlapping_arguments(

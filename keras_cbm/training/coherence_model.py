@@ -13,9 +13,46 @@ from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
+from keras_cbm.training.state_handover import check_per_frame
+from keras_cbm.training.state_handover import clip_starts
 from keras_cbm.training.state_handover import handed_over_outputs
+from keras_cbm.training.state_handover import whole_past_states
 
 CLIP_KEYS = ("clips", "alignment")
+PAST_KEYS = ("past", "past_alignment")
+# `state_handover` values, by the handover they select.
+HANDOVERS = {
+    False: None,
+    True: "donor",
+    "donor": "donor",
+    "whole_past": "whole_past",
+}
+
+
+def _check_handover(state_handover):
+    """The handover `state_handover` selects (`None`, `"donor"` or
+    `"whole_past"`); raises `ValueError` for any other value."""
+    if isinstance(state_handover, (bool, str)):
+        if state_handover in HANDOVERS:
+            return HANDOVERS[state_handover]
+    raise ValueError(
+        "`state_handover` must be one of False, True (the same as "
+        "'donor'), 'donor' or 'whole_past'. Received: "
+        f"state_handover={state_handover!r}"
+    )
+
+
+def _check_past_inputs(inputs):
+    """Raises `ValueError` unless `inputs` holds the past frames that the
+    whole-past handover reads."""
+    if not all(key in inputs for key in PAST_KEYS):
+        raise ValueError(
+            "`inputs` must hold 'past' (batch, past_steps, *frame_shape) and "
+            "'past_alignment' (batch, past_steps) for "
+            "state_handover='whole_past', as "
+            "`keras_cbm.data.overlapping_clips(..., past_length=...)` makes "
+            f"them. Received: a dict with keys {sorted(inputs)}"
+        )
 
 
 def _check_clip_inputs(inputs):
@@ -85,12 +122,17 @@ class CoherenceModel(keras.Model):
     `from_logits`); `coherence_loss` is measured on the clips as in
     training.
 
-    With `state_handover`, the clips of a video run in order of their
-    start, and a clip that starts inside an earlier clip begins from that
-    clip's recurrent states (every recurrent layer) at the frame just before
-    its start, with the gradient cut (see
-    `keras_cbm.training.state_handover`). In training, batch normalisation
-    then sees one clip of each video at a time.
+    With `state_handover="donor"` (or `True`), the clips of a video run in
+    order of their start, and a clip that starts inside an earlier clip
+    begins from that clip's recurrent states (every recurrent layer) at the
+    frame just before its start, with the gradient cut (see
+    `keras_cbm.training.state_handover`); in training, batch normalisation
+    then sees one clip of each video at a time. With
+    `state_handover="whole_past"`, every clip begins from the states an
+    inference pass of the model over the video's frames before its start
+    reaches, gradient cut (the inputs then hold the video's `"past"`
+    frames, from `overlapping_clips(..., past_length=...)`); the clips then
+    run side by side as without handover.
 
     Sample weights (one per video) weight both losses; `class_weight` is not
     supported. Frame targets: where the inputs hold `"frame_weights"`
@@ -101,8 +143,11 @@ class CoherenceModel(keras.Model):
     Args:
         model: A per-frame video model (see above).
         coherence_weight: Float >= 0, the weight of the coherence loss.
-        state_handover: Whether clips start from the states of earlier
-            clips of their video.
+        state_handover: How clips start: `False` (from zero states),
+            `"donor"` or `True` (from the states of the earliest earlier
+            clip of their video that holds their start, the paper's
+            handover) or `"whole_past"` (from the states a pass over the
+            video's frames before their start reaches).
         symmetric: Whether the coherence loss runs both ways (see
             `overlap_coherence`).
         aggregation: How a video's frames make its prediction, one of
@@ -117,7 +162,10 @@ class CoherenceModel(keras.Model):
         inputs: A dict with `"clips"` `(batch, clips, steps, *frame_shape)`
             and `"alignment"` `(batch, clips, steps)`, the absolute frame
             index of every step, -1 on padding, as `overlapping_clips` and
-            `uniform_clips` batch them (other keys are ignored).
+            `uniform_clips` batch them; with `state_handover="whole_past"`,
+            also `"past"` `(batch, past_steps, *frame_shape)` and
+            `"past_alignment"` `(batch, past_steps)` (other keys are
+            ignored).
         training: Python boolean, whether the model runs in training mode.
 
     Returns:
@@ -180,6 +228,7 @@ class CoherenceModel(keras.Model):
             )
         self.model = model
         self.coherence_weight = coherence_weight
+        self._handover = _check_handover(state_handover)
         self.state_handover = state_handover
         self.symmetric = symmetric
         self.aggregation = check_choice(
@@ -189,7 +238,7 @@ class CoherenceModel(keras.Model):
         # Handover needs every recurrent layer to run forward from given
         # states; clips on their own take any recurrent layer.
         self.recurrent_states = (
-            RecurrentStates(model) if state_handover else None
+            RecurrentStates(model) if self._handover else None
         )
         self.coherence = OverlapCoherence(symmetric=symmetric)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
@@ -209,28 +258,45 @@ class CoherenceModel(keras.Model):
         _check_clip_inputs(inputs)
         clips = ops.cast(inputs["clips"], self._input_dtype)
         alignment = ops.cast(inputs["alignment"], "int32")
-        if self.state_handover:
+        if self._handover == "donor":
             outputs = handed_over_outputs(
                 self.recurrent_states, clips, alignment, training
             )
+        elif self._handover == "whole_past":
+            _check_past_inputs(inputs)
+            states = whole_past_states(
+                self.recurrent_states,
+                ops.cast(inputs["past"], clips.dtype),
+                ops.cast(inputs["past_alignment"], "int32"),
+                clip_starts(alignment),
+                window=clips.shape[2],
+            )
+            outputs = self._side_by_side(clips, alignment, training, states)
         else:
-            batch, count, steps = ops.shape(alignment)
+            outputs = self._side_by_side(clips, alignment, training)
+        check_per_frame((None,) + tuple(outputs.shape[2:]))
+        return outputs
+
+    def _side_by_side(self, clips, alignment, training, initial_states=None):
+        """The model's outputs on all clips in one run, clips along the
+        batch axis, from `initial_states` `(batch, clips, ...)` if given."""
+        batch, count = ops.shape(alignment)[:2]
+
+        def flat(values):
+            return ops.reshape(values, (-1,) + tuple(values.shape[2:]))
+
+        if initial_states is None:
             outputs = call_with_mask(
-                self.model,
-                ops.reshape(clips, (-1,) + tuple(clips.shape[2:])),
-                ops.reshape(alignment >= 0, (-1, steps)),
+                self.model, flat(clips), flat(alignment >= 0), training
+            )
+        else:
+            outputs, _ = self.recurrent_states(
+                flat(clips),
+                initial_states=keras.tree.map_structure(flat, initial_states),
+                mask=flat(alignment >= 0),
                 training=training,
             )
-            outputs = ops.reshape(
-                outputs, (batch, count) + tuple(outputs.shape[1:])
-            )
-        if len(outputs.shape) != 4:
-            raise ValueError(
-                "`model` must output per-frame predictions (batch, time, "
-                "classes). Received: outputs of shape "
-                f"{('batch',) + tuple(outputs.shape[2:])} per clip"
-            )
-        return outputs
+        return ops.reshape(outputs, (batch, count) + tuple(outputs.shape[1:]))
 
     @property
     def _input_dtype(self):

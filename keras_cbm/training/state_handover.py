@@ -1,9 +1,21 @@
-"""State handover between the clips of a video: a clip that starts inside an
-earlier clip begins from that clip's recurrent states at the frame before
-its start."""
+"""State handover between the clips of a video: a clip starts from the
+recurrent states the model reaches at the frame before its start, from an
+earlier clip of the video (`handed_over_outputs`, the paper's donor
+handover) or from a run over the video's whole past (`whole_past_states`).
+
+Both run the model in a symbolic loop whose body is traced once
+(`keras.ops.fori_loop`: `tf.while_loop` on TensorFlow, `jax.lax.scan` on
+JAX, both reverse-differentiable), so the traced graph does not grow with
+the clips per video or the frames of the past."""
+
+import math
 
 import keras
 from keras import ops
+
+from keras_cbm.training.variable_values import assign_values
+from keras_cbm.training.variable_values import current_values
+from keras_cbm.training.variable_values import run_with_values
 
 # Sorts after every frame index: an empty clip starts nowhere.
 _NO_START = 2**30
@@ -29,6 +41,58 @@ def take_clips(values, indices):
     return ops.take_along_axis(values, indices, axis=1)
 
 
+def check_per_frame(outputs_shape):
+    """Raises `ValueError` unless a model's outputs `(batch, time, ...)`
+    are per-frame predictions `(batch, time, classes)`."""
+    if len(outputs_shape) != 3:
+        raise ValueError(
+            "`model` must output per-frame predictions (batch, time, "
+            "classes). Received: outputs of shape "
+            f"{('batch',) + tuple(outputs_shape[1:])} per clip"
+        )
+
+
+def _check_static_clips(clips):
+    count = clips.shape[1]
+    if count is None:
+        raise ValueError(
+            "State handover needs a static number of clips per video (the "
+            "`clips_per_video` of `overlapping_clips`). Received: clips of "
+            f"shape {tuple(clips.shape)}"
+        )
+    return count
+
+
+def _probe(run, sequences):
+    """The model's outputs and states on one frame of one sequence of
+    `sequences` `(batch, time, ...)`, in inference: their shapes and
+    dtypes, which a loop's carry needs before the loop (the ops go unused
+    and are pruned from the compiled graph)."""
+    return run(sequences[:1, :1], training=False)
+
+
+def _zeros_per_clip(values, batch, count, steps=None):
+    """Zeros `(batch, count, ...)` (`(batch, count, steps, ...)` with
+    `steps`) for every tensor of `values` `(1, ...)` (`(1, 1, ...)`)."""
+
+    def zeros(value):
+        trailing = tuple(value.shape[1:] if steps is None else value.shape[2:])
+        middle = (count,) if steps is None else (count, steps)
+        return ops.zeros((batch,) + middle + trailing, value.dtype)
+
+    return keras.tree.map_structure(zeros, values)
+
+
+def _write(stacked, value, here):
+    """`stacked` `(batch, clips, ...)` with `value` `(batch, ...)` written
+    at the clips where `here` (`(batch, clips)` or `(1, clips)`) holds."""
+    here = ops.reshape(
+        here,
+        tuple(ops.shape(here)) + (1,) * (len(stacked.shape) - len(here.shape)),
+    )
+    return ops.where(here, ops.expand_dims(value, 1), stacked)
+
+
 def handed_over_outputs(run, clips, alignment, training=None):
     """Runs the clips of each video in order of their start, handing states
     over.
@@ -39,9 +103,14 @@ def handed_over_outputs(run, clips, alignment, training=None):
     inference run of the earlier clip (no dropout, no batch-normalisation
     updates) from its own initial states, with its frames from clip `k`'s
     start on masked: exact for models whose training and inference runs
-    agree. Each clip costs two runs of the model (its own and its donor's)
-    and a constant number of other operations, so the traced graph grows
-    linearly with the clips per video.
+    agree.
+
+    The clips run in a symbolic loop whose body (the clip's donor run and
+    its own run) is traced once, whatever the number of clips; every clip's
+    initial states and outputs are carried as `(batch, clips, ...)`
+    tensors, and the model's non-trainable variables (batch-normalisation
+    statistics, dropout seeds) through the carry too, assigned once after
+    the loop.
 
     Args:
         run: A `keras_cbm.models.RecurrentStates` of the per-frame model.
@@ -55,57 +124,70 @@ def handed_over_outputs(run, clips, alignment, training=None):
         The model's outputs `(batch, clips, steps, ...)`, in the clips'
         given order.
     """
-    count = clips.shape[1]
-    if count is None:
-        raise ValueError(
-            "State handover needs a static number of clips per video (the "
-            "`clips_per_video` of `overlapping_clips`). Received: clips of "
-            f"shape {tuple(clips.shape)}"
-        )
+    count = _check_static_clips(clips)
     order = ops.argsort(clip_starts(alignment), axis=1)
     clips, alignment = take_clips(clips, order), take_clips(alignment, order)
     starts = clip_starts(alignment)
     ends = ops.max(alignment, axis=-1)
     valid = alignment >= 0
-    outputs = []
-    # Every clip's initial states, stacked along a clip axis as they come.
-    initial_states = None
-    for k in range(count):
-        handed = None
-        if k > 0:
-            handed = _handed_states(
-                run,
-                (clips[:, :k], alignment[:, :k], starts[:, :k], ends[:, :k]),
-                initial_states,
-                starts[:, k],
-            )
-        clip_outputs, final_states = run(
-            clips[:, k],
+    probe_outputs, probe_states = _probe(run, clips[:, 0])
+    check_per_frame(probe_outputs.shape)
+    batch = ops.shape(clips)[0]
+    positions = ops.arange(count, dtype="int32")
+
+    def clip_runs(k, initial_states):
+        start = ops.take(starts, k, axis=1)
+        handed = _handed_states(
+            run,
+            (clips, alignment, starts, ends),
+            ops.less(positions, k),
+            initial_states,
+            start,
+        )
+        clip_outputs, _ = run(
+            ops.take(clips, k, axis=1),
             initial_states=handed,
-            mask=valid[:, k],
+            mask=ops.take(valid, k, axis=1),
             training=training,
         )
-        outputs.append(clip_outputs)
-        if handed is None:
-            handed = keras.tree.map_structure(ops.zeros_like, final_states)
-        initial_states = _stack_next(initial_states, handed)
-    return take_clips(ops.stack(outputs, axis=1), ops.argsort(order, axis=1))
+        return clip_outputs, handed
 
+    def body(k, carry):
+        initial_states, outputs, values = carry
+        (clip_outputs, handed), values = run_with_values(
+            run.model, values, clip_runs, k, initial_states
+        )
+        here = ops.equal(positions, k)[None]
+        initial_states = keras.tree.map_structure(
+            lambda stacked, state: _write(stacked, state, here),
+            initial_states,
+            handed,
+        )
+        return initial_states, _write(outputs, clip_outputs, here), values
 
-def _stack_next(stacked, states):
-    states = keras.tree.map_structure(lambda s: s[:, None], states)
-    if stacked is None:
-        return states
-    return keras.tree.map_structure(
-        lambda a, b: ops.concatenate([a, b], axis=1), stacked, states
+    _, outputs, values = ops.fori_loop(
+        0,
+        count,
+        body,
+        (
+            _zeros_per_clip(probe_states, batch, count),
+            _zeros_per_clip(probe_outputs, batch, count, clips.shape[2]),
+            current_values(run.model),
+        ),
     )
+    assign_values(run.model, values)
+    return take_clips(outputs, ops.argsort(order, axis=1))
 
 
-def _handed_states(run, earlier, initial_states, start):
-    """The states at frame `start - 1` of the earliest earlier clip that
-    holds frame `start` (zeros where none does), gradient cut."""
-    clips, alignment, starts, ends = earlier
-    holds = ops.logical_and(starts < start[:, None], ends >= start[:, None])
+def _handed_states(run, sorted_clips, earlier, initial_states, start):
+    """The states at frame `start - 1` of the earliest clip among the
+    `earlier` ones (`(clips,)` boolean) that holds frame `start` (zeros
+    where none does), gradient cut."""
+    clips, alignment, starts, ends = sorted_clips
+    holds = ops.logical_and(
+        ops.logical_and(earlier[None], starts < start[:, None]),
+        ends >= start[:, None],
+    )
     # Sorted by start: the first clip that holds the frame is the earliest.
     donor = ops.argmax(ops.cast(holds, "int32"), axis=1)[:, None]
     has_donor = ops.any(holds, axis=1)
@@ -126,6 +208,108 @@ def _handed_states(run, earlier, initial_states, start):
 
     def cut(state):
         where = ops.reshape(has_donor, (-1,) + (1,) * (len(state.shape) - 1))
-        return ops.stop_gradient(ops.where(where, state, 0.0))
+        return ops.stop_gradient(ops.where(where, state, ops.zeros_like(state)))
 
     return keras.tree.map_structure(cut, states)
+
+
+def whole_past_states(run, past, past_alignment, starts, window):
+    """The states every clip starts from when it sees its video's whole
+    past: those an inference run of the model over the video's frames
+    before the clip's start reaches (zero states for a clip that starts at
+    the video's first frame), with the gradient cut.
+
+    One inference pass (no dropout, no batch-normalisation updates) over
+    the past serves all the clips: a symbolic loop, traced once, runs the
+    model from the states it reached over the next `window` frames of the
+    past, with the frames from the next clip start on masked, and records
+    the states each clip starts from as the pass reaches its start. Its
+    memory is one window's activations (no gradient is kept) and the
+    states; its compute is at most `ceil(past_steps / window) + clips`
+    runs over a window.
+
+    Args:
+        run: A `keras_cbm.models.RecurrentStates` of the per-frame model.
+        past: Tensor `(batch, past_steps, *frame_shape)`, each video's
+            frames from its first up to at least the frame before its last
+            clip start, at the clips' frame stride, zero on padding; the
+            number of steps must be static.
+        past_alignment: Integer tensor `(batch, past_steps)`, the absolute
+            frame index of every step of `past`, -1 on padding.
+        starts: Integer tensor `(batch, clips)`, the first frame of every
+            clip (see `clip_starts`).
+        window: Integer >= 1, the frames a run of the pass covers.
+
+    Returns:
+        The states of every recurrent layer (the structure of
+        `RecurrentStates`), each `(batch, clips, ...)`, in the clips' order.
+    """
+    length = past.shape[1]
+    if length is None or length < 1:
+        raise ValueError(
+            "The whole-past handover needs the past frames with a static "
+            "number of steps >= 1 (the `past_length` of `overlapping_clips`)."
+            f" Received: past of shape {tuple(past.shape)}"
+        )
+    count = starts.shape[1]
+    window = max(1, min(int(window), length))
+    # Each run either covers a whole window or reaches a clip's start.
+    iterations = math.ceil(length / window) + count
+    # Padded so that a window from any step of the past lies inside it.
+    past = ops.pad(
+        past, [(0, 0), (0, window)] + [(0, 0)] * (len(past.shape) - 2)
+    )
+    past_alignment = ops.pad(
+        past_alignment, [(0, 0), (0, window)], constant_values=-1
+    )
+    _, probe_states = _probe(run, past)
+    batch = ops.shape(past)[0]
+    offsets = ops.arange(window, dtype="int32")[None]
+
+    def collect(position, done, states, collected):
+        # The states of the pass at `position` are those at the frame
+        # before the past's frame there (after the whole past, past its
+        # end): a clip starting at or before that frame starts from them.
+        frame = take_clips(past_alignment, position[:, None])[:, 0]
+        reached = ops.where(frame >= 0, frame, _NO_START)
+        now = ops.logical_and(ops.logical_not(done), starts <= reached[:, None])
+        collected = keras.tree.map_structure(
+            lambda stacked, state: _write(stacked, state, now),
+            collected,
+            states,
+        )
+        return ops.logical_or(done, now), collected
+
+    def body(_, carry):
+        position, done, states, collected = carry
+        done, collected = collect(position, done, states, collected)
+        target = ops.min(ops.where(done, _NO_START, starts), axis=1)
+        steps = position[:, None] + offsets
+        frames = take_clips(past_alignment, steps)
+        # The frames before the next clip start, a prefix of the window.
+        mask = ops.logical_and(frames >= 0, frames < target[:, None])
+        _, states = run(
+            take_clips(past, steps),
+            initial_states=states,
+            mask=mask,
+            training=False,
+        )
+        position = position + ops.sum(ops.cast(mask, "int32"), axis=1)
+        return position, done, states, collected
+
+    position, done, states, collected = ops.fori_loop(
+        0,
+        iterations,
+        body,
+        (
+            ops.zeros((batch,), "int32"),
+            ops.zeros(ops.shape(starts), "bool"),
+            keras.tree.map_structure(
+                lambda s: ops.zeros((batch,) + tuple(s.shape[1:]), s.dtype),
+                probe_states,
+            ),
+            _zeros_per_clip(probe_states, batch, count),
+        ),
+    )
+    _, collected = collect(position, done, states, collected)
+    return keras.tree.map_structure(ops.stop_gradient, collected)

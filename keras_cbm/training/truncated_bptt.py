@@ -5,11 +5,13 @@ gradients cut at chunk boundaries."""
 import keras
 from keras import ops
 
-from keras_cbm.keras_internals import in_stateless_scope
 from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.training.frame_targets import check_targets
 from keras_cbm.training.frame_targets import frame_weights
+from keras_cbm.training.variable_values import assign_values
+from keras_cbm.training.variable_values import current_values
+from keras_cbm.training.variable_values import run_with_values
 
 
 def check_chunk_length(chunk_length):
@@ -172,7 +174,6 @@ class TruncatedBPTT(keras.Model):
         run_chunk = self._chunk_run(training, structure)
         if training and self.rematerialize:
             run_chunk = keras.remat(run_chunk)
-        state_variables = self.model.non_trainable_variables
         states = keras.tree.flatten(states) if states is not None else []
         outputs = []
         for start in range(0, time, chunk_length):
@@ -180,10 +181,10 @@ class TruncatedBPTT(keras.Model):
                 # The gradient stops at the chunk boundary.
                 states = [ops.stop_gradient(state) for state in states]
             chunk = videos[:, start : start + chunk_length]
-            values = [variable.value for variable in state_variables]
-            chunk_outputs, states, values = run_chunk(chunk, states, values)
-            for variable, value in zip(state_variables, values, strict=True):
-                variable.assign(value)
+            chunk_outputs, states, values = run_chunk(
+                chunk, states, current_values(self.model)
+            )
+            assign_values(self.model, values)
             outputs.append(chunk_outputs)
         final = keras.tree.pack_sequence_as(structure[0], list(states))
         return ops.concatenate(outputs, axis=1), final
@@ -210,23 +211,13 @@ class TruncatedBPTT(keras.Model):
                 initial = keras.tree.pack_sequence_as(
                     structure[0], list(flat_states)
                 )
-            mapping = list(
-                zip(model.non_trainable_variables, values, strict=True)
+            (outputs, final), new_values = run_with_values(
+                model,
+                values,
+                lambda: run(chunk, initial_states=initial, training=training),
             )
-            if in_stateless_scope():
-                # JAX's training step maps every variable to a value; an
-                # inner scope hides the outer one, so it maps them all.
-                mapping += [(v, v.value) for v in model.trainable_variables]
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                outputs, final = run(
-                    chunk, initial_states=initial, training=training
-                )
             if not structure:
                 structure.append(final)
-            new_values = [
-                scope.get_current_value(variable)
-                for variable in model.non_trainable_variables
-            ]
             return outputs, keras.tree.flatten(final), new_values
 
         return run_chunk

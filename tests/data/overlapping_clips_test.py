@@ -289,6 +289,51 @@ def test_invalid_arguments_raise_naming_them(arguments, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("frame_stride", [1, 3])
+def test_past_holds_every_frame_before_the_last_clip_start(frame_stride):
+    clips = overlapping_clips(
+        counting_videos([9, 40, 64]),
+        clips_per_video=3,
+        min_length=4,
+        max_length=8,
+        frame_stride=frame_stride,
+        seed=13,
+        past_length=64,
+    )
+    for inputs, _ in collect(clips):
+        alignment = inputs["alignment"]
+        starts = np.where(alignment >= 0, alignment, 10**6).min(axis=1)
+        phase = starts.max() % frame_stride
+        expected = np.arange(phase, starts.max(), frame_stride)
+        past_alignment = inputs["past_alignment"]
+        assert past_alignment.shape == (64,)
+        np.testing.assert_array_equal(past_alignment[: len(expected)], expected)
+        assert (past_alignment[len(expected) :] == -1).all()
+        # Every pixel of frame i is i; padding is zero.
+        np.testing.assert_array_equal(
+            inputs["past"][:, 0, 0, 0], np.maximum(past_alignment, 0)
+        )
+        assert inputs["past"].shape == (64,) + FRAME_SHAPE
+
+
+def test_past_longer_than_past_length_fails_naming_the_video():
+    clips = overlapping_clips(
+        counting_videos([200], ids=["v_long"]),
+        clips_per_video=4,
+        min_length=2,
+        max_length=4,
+        seed=14,
+        past_length=2,
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="v_long"):
+        collect(clips)
+
+
+def test_past_length_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="received past_length=0"):
+        overlapping_clips(counting_videos([10]), 2, 4, 8, past_length=0)
+
+
 def test_ucf101_from_tfds_gives_well_formed_batches():
     size, max_length = 24, 8
     with tfds.testing.mock_data(

@@ -1,0 +1,51 @@
+"""Running a model stateless in its non-trainable variables: what a traced
+loop or a rematerialised function needs of batch-normalisation statistics
+and dropout seed generators on every backend."""
+
+import keras
+
+from keras_cbm.keras_internals import in_stateless_scope
+
+
+def run_with_values(model, values, function, *args):
+    """Calls `function(*args)` with `model`'s non-trainable variables read
+    from `values` and their updates returned, none assigned.
+
+    A traced loop body or a rematerialised function must not assign
+    variables: JAX refuses updates that escape `jax.lax.scan` or
+    `jax.checkpoint` (`UnexpectedTracerError`), and a rematerialised run
+    would update twice. The caller threads the values (through a loop's
+    carry) and assigns the last ones once (`assign_values`).
+
+    Args:
+        model: The Keras model `function` runs.
+        values: One tensor per variable of `model.non_trainable_variables`.
+        function: A callable.
+        *args: Its arguments.
+
+    Returns:
+        `(result, new_values)`: what `function` returned, and the values of
+        `model.non_trainable_variables` after it.
+    """
+    variables = model.non_trainable_variables
+    mapping = list(zip(variables, values, strict=True))
+    if in_stateless_scope():
+        # JAX's training step maps every variable to a value; an inner
+        # scope hides the outer one, so it maps them all.
+        mapping += [(v, v.value) for v in model.trainable_variables]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        result = function(*args)
+    return result, [scope.get_current_value(v) for v in variables]
+
+
+def current_values(model):
+    """The values of `model.non_trainable_variables`, a list."""
+    return [variable.value for variable in model.non_trainable_variables]
+
+
+def assign_values(model, values):
+    """Assigns `values` to `model.non_trainable_variables`."""
+    for variable, value in zip(
+        model.non_trainable_variables, values, strict=True
+    ):
+        variable.assign(value)

@@ -160,7 +160,9 @@ MODELS = {
         name: {**PAPER_CELL, **changes}
         for name, changes in PAPER_VARIANTS.items()
     },
-    **{f"default-{name}": changes for name, changes in DEFAULT_VARIANTS.items()},
+    **{
+        f"default-{name}": changes for name, changes in DEFAULT_VARIANTS.items()
+    },
 }
 READOUTS = ("pooled", "flat")
 GAPS = (5, 10, 20, 40)

@@ -11,7 +11,6 @@ video-file datasets load PyAV when first used.
 
 from keras_cbm.data.overlapping_clips import overlapping_clips
 from keras_cbm.data.streaming_chunks import streaming_chunks
-from keras_cbm.data.streaming_chunks import video_chunks_from_directory
 from keras_cbm.data.uniform_clips import padded_window_batch
 from keras_cbm.data.uniform_clips import uniform_clips
 
@@ -33,4 +32,8 @@ def __getattr__(name):
         from keras_cbm.data import video_directory
 
         return getattr(video_directory, name)
+    if name == "video_chunks_from_directory":
+        from keras_cbm.data import video_chunks
+
+        return video_chunks.video_chunks_from_directory
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

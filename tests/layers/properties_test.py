@@ -35,6 +35,8 @@ def examples(count):
     if keras.backend.backend() == "tensorflow":
         return count
     return max(1, count // 2)
+
+
 # T's activation: the paper's and the layers' default.
 RECURRENT_ACTIVATIONS = {"sigmoid": numpy_reference.sigmoid, "tanh": np.tanh}
 

@@ -1,7 +1,4 @@
 import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -289,33 +286,6 @@ class FutureFramePredictorTest(testing.TestCase, BuilderContractMixin):
             ValueError, "`output_frames` must .*Received"
         ):
             models.future_frame_predictor(output_frames=0)
-
-
-def test_models_build_without_tensorflow():
-    script = textwrap.dedent(
-        """
-        import sys
-
-        class NoTensorFlow:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "tensorflow":
-                    raise ImportError("TensorFlow is not installed here")
-
-        sys.meta_path.insert(0, NoTensorFlow())
-        from keras_cbm import models
-        model = models.standalone_classifier(2, (16, 16, 3), (2,), 1)
-        print(model.output.shape)
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KERAS_BACKEND": "jax"},
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["(None,", "None,", "2)"]
 
 
 def test_paper_presets_name_builder_arguments():

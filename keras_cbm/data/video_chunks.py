@@ -111,8 +111,6 @@ TensorShape([1, 4, 16, 16, 1])]
     >>> inputs["frame_weights"].numpy().tolist()
     [[1.0, 1.0, 0.0, 0.0]]
     """
-    # The decoders need PyAV (the `video` extra); `streaming_chunks` not.
-
     batch_size, chunk_length, targets = check_stream_arguments(
         batch_size, chunk_length, targets
     )

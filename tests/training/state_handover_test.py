@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 from keras.src import testing
@@ -10,6 +11,12 @@ from tests import video_models
 from tests.training.tiny import FRAME_SHAPE
 from tests.training.tiny import fixed_clips
 from tests.training.tiny import tiny_model
+
+# Differentiates with `tf.GradientTape` or counts `tf.function` graph nodes.
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="uses TensorFlow's gradient tape or graph",
+)
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 # Clips of a 20-frame video, not in start order: clip 0 starts inside
@@ -84,6 +91,7 @@ class StateHandoverTest(testing.TestCase):
     def test_batch_normalised_deep_cbm_hands_states_over_exactly(self):
         self.assert_handed_clips_equal_one_run(tiny_model(batch_norm=True))
 
+    @tensorflow_only
     def test_no_gradient_reaches_earlier_clips_through_the_state(self):
         trainer = CoherenceModel(tiny_model(), state_handover=True)
         clips = tf.constant(self.inputs["clips"])
@@ -138,6 +146,7 @@ class StateHandoverTest(testing.TestCase):
         for variable, value in zip(variables, before, strict=True):
             self.assertNotAllClose(keras.ops.convert_to_numpy(variable), value)
 
+    @tensorflow_only
     def test_traced_graph_does_not_grow_with_clips(self):
         # The clips run in a symbolic loop whose body is traced once.
         trainer = CoherenceModel(tiny_model(), state_handover=True)

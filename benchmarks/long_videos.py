@@ -1,39 +1,45 @@
-"""The paper's claim 3 where it applies: long videos whose evidence is
-spread over the whole video, too long for full-video training in a small
-memory budget.
+"""Which scheme trains a recurrent model on long videos in a small memory
+budget: full video, truncation, truncated BPTT over all chunks, and clips
+with donor or whole-past state handover, each with targets on all frames
+and on the frames where the label is knowable.
 
 Task: `keras_cbm.datasets.temporal_tasks.order_of_events` with `--frames`
-frames (512): a bright and a dark burst at random times anywhere in the
-video (their times uniform over the whole video), the label which came
-first, read out at the LAST frame of the whole video (16x16 frames, faint
-noise; a single-frame model is at chance, 0.50). Every scheme trains the
-same per-frame classifier (a `DeepCBM` stack of `--depth` layers with the
-settings of `memory_tasks.py`'s `--model` family, then per frame a global
-average pool and a dense layer, trained with the video's label on every
-frame it trains) for `--steps` Adam steps of `--batch-size` videos:
+frames: a bright and a dark burst at random times anywhere in the video,
+the label which came first, read out at the LAST frame of the whole video
+(16x16 frames, faint noise; a single-frame model is at chance, 0.50). The
+label is knowable from the first frame at which both bursts have shown.
+Every scheme trains the same per-frame classifier (a `DeepCBM` stack of
+`--depth` layers of `memory_tasks.py`'s `--model` family, the package's
+default cell unless told, then per frame a global average pool and a dense
+layer) for `--steps` Adam steps of `--batch-size` videos, the video's label
+the target of the frames the targets select:
 
-* `full video`: back-propagation through all frames;
-* `truncated, last N`: the first frames run without gradient (inference),
-  and the last `--truncation` frames train from the states they reach;
-* `clips + handover (+ coherence)`: `keras_cbm.training.CoherenceModel`
-  with `state_handover=True` on `overlapping_clips` (`--clips-per-video`
-  clips of `--min-length`-`--max-length` frames, at least `--min-overlap`
-  shared), with the coherence loss at `--coherence-weight` and at 0.
+* `full video`: back-propagation through all frames
+  (`training.TruncatedBPTT` with one chunk of the whole video);
+* `truncated, last N`: the frames before the last `--chunk-length` run in
+  inference, and the last N train from the states they reach (this
+  script's `TruncatedBackpropagation`);
+* `TBPTT, chunks of N`: `training.TruncatedBPTT(chunk_length=N,
+  rematerialize=True)`, every chunk trained, the gradient cut between
+  chunks;
+* `clips, donor handover` / `clips, whole past`: `training.CoherenceModel`
+  (default coherence weight) on `data.overlapping_clips`
+  (`--clips-per-video` clips of `--min-length`-`--max-length` frames), the
+  paper's donor handover or the states an inference pass over the video's
+  frames before each clip reaches.
+
+Targets: `all` (the paper's: every trained frame) or `knowable` (weight 0
+before the label is knowable), through `targets="given"`.
 
 Evaluation: every test video runs whole, in inference, from its first
 frame; the last frame's prediction is the video's. Memory: the peak
-resident memory of the process above what it held before training
-(`harness.PeakMemory`), the largest over the seeds; rows above
-`--memory-budget` MiB are marked.
+resident memory of the training process above what it held before
+`fit` (each run in a fresh process), the largest over the seeds; rows above
+`--memory-budget` MiB are marked. Time: the median seconds of a training
+step (the first, which traces, left out), robust to the cores being shared.
 
-    python benchmarks/long_videos.py            # ~2 h a seed, 2 CPU cores
-    python benchmarks/long_videos.py --quick    # tiny, < 1 min
-
-At the defaults a training step of a 512-frame video costs seconds on 2
-CPU cores (the loop's 512 sequential steps, not its FLOPs, dominate):
-measured with 10 steps on quiet cores, TensorFlow: full video ~5 s a step
-at a peak of 1.6 GiB (8.4 GiB in a run with the cores shared; 1.8 GiB on
-JAX), truncated 1.3 s and 0.1 GiB, clips with handover 3 s and 0.5 GiB.
+    python benchmarks/long_videos.py --seeds 3      # ~30 min a seed, 2 cores
+    python benchmarks/long_videos.py --quick        # tiny, < 2 min
 """
 
 import os
@@ -46,17 +52,10 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import harness  # noqa: E402
-import keras  # noqa: E402
-import memory_tasks  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import ops  # noqa: E402
 
-from keras_cbm import data  # noqa: E402
-from keras_cbm import training  # noqa: E402
-from keras_cbm.datasets import temporal_tasks  # noqa: E402
-from keras_cbm.layers import DeepCBM  # noqa: E402
-from keras_cbm.models import RecurrentStates  # noqa: E402
+SCHEMES = ("full", "truncated", "tbptt", "donor", "whole_past")
+TARGETS = ("all", "knowable")
 
 
 def parse_args(argv=None):
@@ -65,40 +64,123 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--quick", action="store_true", help="Tiny version, ~1 minute.")
-    add("--frames", type=int, default=512, help="Frames per video.")
-    add("--model", default="cbm-rgated-add-tanhT", choices=memory_tasks.MODELS)
+    add("--quick", action="store_true", help="Tiny version.")
+    add("--frames", type=int, default=128, help="Frames per video.")
+    add("--model", default="cbm", help="A memory_tasks.py model family.")
     add("--depth", type=int, default=2)
     add("--filters", type=int, default=8)
-    add("--steps", type=int, default=600, help="Optimizer steps per scheme.")
+    add("--steps", type=int, default=300, help="Optimizer steps per run.")
     add("--batch-size", type=int, default=8)
     add("--learning-rate", type=float, default=3e-3)
     add("--seeds", type=int, default=1)
-    add("--truncation", type=int, default=64, help="Frames trained, last N.")
+    add("--schemes", nargs="+", default=SCHEMES, choices=SCHEMES)
+    add("--targets", nargs="+", default=TARGETS, choices=TARGETS)
+    add("--chunk-length", type=int, default=16, help="N: truncation, TBPTT.")
     add("--clips-per-video", type=int, default=4)
-    add("--min-length", type=int, default=32)
-    add("--max-length", type=int, default=64)
-    add("--min-overlap", type=int, default=8)
-    add("--coherence-weight", type=float, default=0.8)
-    add("--memory-budget", type=float, default=1024, help="MiB.")
+    add("--min-length", type=int, default=8)
+    add("--max-length", type=int, default=16)
+    add("--min-overlap", type=int, default=2)
+    add("--memory-budget", type=float, default=256, help="MiB.")
     add("--train-videos", type=int, default=800)
     add("--test-videos", type=int, default=200)
+    add("--worker", nargs=3, metavar=("SCHEME", "TARGETS", "SEED"))
     args = parser.parse_args(argv)
     if args.quick:
         args.frames = 24
         args.depth = 1
         args.filters = 2
-        args.steps = 2
+        args.steps = 3
         args.batch_size = 2
-        args.truncation = 8
+        args.chunk_length = 8
         args.clips_per_video = 2
         args.min_length, args.max_length, args.min_overlap = 4, 8, 2
         args.train_videos = args.test_videos = 4
     return args
 
 
-def per_frame_classifier(args):
-    """Frames `(batch, time, 16, 16, 1)` to per-frame logits."""
+def knowable_weights(videos):
+    """Per-frame weights `(videos, frames)`: 1 from the first frame at which
+    both the bright and the dark burst have shown (the label is knowable),
+    else 0."""
+    frames = np.arange(videos.shape[1])
+    extremes = videos.reshape(videos.shape[:2] + (-1,))
+    bright = (extremes > 0.5).any(-1)
+    dark = (extremes < -0.5).any(-1)
+    known = np.maximum(bright.argmax(1), dark.argmax(1))
+    return (frames[None] >= known[:, None]).astype("float32")
+
+
+def scheme_name(args, scheme):
+    return {
+        "full": "full video",
+        "truncated": f"truncated, last {args.chunk_length}",
+        "tbptt": f"TBPTT, chunks of {args.chunk_length}",
+        "donor": "clips, donor handover",
+        "whole_past": "clips, whole past",
+    }[scheme]
+
+
+def worker(args, scheme, targets, seed):
+    """Trains and tests one (scheme, targets, seed); returns its figures."""
+    import keras
+    import memory_tasks
+    import tensorflow as tf
+    from keras import ops
+
+    from keras_cbm import data
+    from keras_cbm import training
+    from keras_cbm.datasets import temporal_tasks
+    from keras_cbm.layers import DeepCBM
+    from keras_cbm.models import RecurrentStates
+
+    class TruncatedBackpropagation(keras.Model):
+        """Trains `net` on the last `train_frames` frames of each video,
+        from the states an inference run over the frames before them
+        reaches; the loss weights the trained frames by `frame_weights`."""
+
+        def __init__(self, net, train_frames, **kwargs):
+            super().__init__(**kwargs)
+            self.net = net
+            self.train_frames = train_frames
+            self.run = RecurrentStates(net)
+
+        def call(self, inputs, training=False):
+            videos = inputs["video"]
+            _, states = self.run(
+                videos[:, : -self.train_frames], training=False
+            )
+            states = keras.tree.map_structure(ops.stop_gradient, states)
+            outputs, _ = self.run(
+                videos[:, -self.train_frames :],
+                initial_states=states,
+                training=training,
+            )
+            return outputs
+
+        def compute_loss(
+            self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs
+        ):
+            weights = x["frame_weights"][:, -self.train_frames :]
+            labels = ops.repeat(ops.expand_dims(y, 1), y_pred.shape[1], 1)
+            # Each video's loss is the mean over its weighted frames.
+            weights = weights / ops.maximum(
+                ops.sum(weights, axis=1, keepdims=True), 1.0
+            )
+            return super().compute_loss(
+                x, labels, y_pred, weights * y_pred.shape[1], **kwargs
+            )
+
+    keras.utils.set_random_seed(seed)
+    train, test = (
+        temporal_tasks.order_of_events(count, frames=args.frames, seed=index)
+        for index, count in enumerate((args.train_videos, args.test_videos))
+    )
+    videos, labels = train
+    weights = (
+        knowable_weights(videos)
+        if targets == "knowable"
+        else np.ones(videos.shape[:2], "float32")
+    )
     frames = keras.Input((None, 16, 16, 1))
     features = DeepCBM(
         depth=args.depth,
@@ -109,71 +191,15 @@ def per_frame_classifier(args):
     pooled = keras.layers.TimeDistributed(
         keras.layers.GlobalAveragePooling2D()
     )(features)
-    return keras.Model(frames, keras.layers.Dense(2)(pooled))
+    net = keras.Model(frames, keras.layers.Dense(2)(pooled))
 
-
-class TruncatedBackpropagation(keras.Model):
-    """Trains `net` on the last `train_frames` frames of each video, from
-    the states an inference run over the frames before them reaches (all
-    frames when the video is no longer); the label of the video is every
-    trained frame's target."""
-
-    def __init__(self, net, train_frames, **kwargs):
-        super().__init__(**kwargs)
-        self.net = net
-        self.train_frames = train_frames
-        self.run = RecurrentStates(net)
-
-    def call(self, videos, training=False):
-        if not training or videos.shape[1] <= self.train_frames:
-            return self.net(videos, training=training)
-        _, states = self.run(videos[:, : -self.train_frames], training=False)
-        states = keras.tree.map_structure(ops.stop_gradient, states)
-        outputs, _ = self.run(
-            videos[:, -self.train_frames :],
-            initial_states=states,
-            training=True,
-        )
-        return outputs
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        labels = ops.repeat(ops.expand_dims(y, 1), y_pred.shape[1], axis=1)
-        return super().compute_loss(
-            x, labels, y_pred, sample_weight, training=training
-        )
-
-
-def schemes(args):
-    """`(name, settings)` of every row."""
-    return [
-        ("full video", {"train_frames": args.frames}),
-        (
-            f"truncated, last {args.truncation}",
-            {"train_frames": args.truncation},
-        ),
-        (
-            f"clips + handover + coherence {args.coherence_weight:g}",
-            {"coherence": args.coherence_weight},
-        ),
-        ("clips + handover, no coherence", {"coherence": 0.0}),
-    ]
-
-
-def trainer_and_batches(args, settings, net, videos, labels, seed):
-    """The scheme's compiled trainer and its endless training batches."""
     dataset = tf.data.Dataset.from_tensor_slices(
-        {"video": videos, "label": labels}
+        {"video": videos, "label": labels, "frame_weights": weights}
     ).shuffle(len(videos), seed=seed)
-    if "train_frames" in settings:
-        trainer = TruncatedBackpropagation(net, settings["train_frames"])
-        batches = dataset.map(lambda e: (e["video"], e["label"]))
-    else:
+    if scheme in ("donor", "whole_past"):
         trainer = training.CoherenceModel(
             net,
-            coherence_weight=settings["coherence"],
-            state_handover=True,
+            state_handover="donor" if scheme == "donor" else "whole_past",
         )
         batches = data.overlapping_clips(
             dataset.repeat(),
@@ -182,71 +208,104 @@ def trainer_and_batches(args, settings, net, videos, labels, seed):
             args.max_length,
             min_overlap=args.min_overlap,
             seed=seed,
+            targets="given",
+            past_length=args.frames if scheme == "whole_past" else None,
+        )
+    else:
+        if scheme == "truncated":
+            trainer = TruncatedBackpropagation(net, args.chunk_length)
+        else:
+            trainer = training.TruncatedBPTT(
+                net,
+                chunk_length=(
+                    args.frames if scheme == "full" else args.chunk_length
+                ),
+                targets="given",
+                rematerialize=scheme == "tbptt",
+            )
+        batches = dataset.map(
+            lambda e: (
+                {"video": e["video"], "frame_weights": e["frame_weights"]},
+                e["label"],
+            )
         )
     trainer.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate, clipvalue=5.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     batches = batches.repeat().batch(args.batch_size, drop_remainder=True)
-    return trainer, batches.prefetch(tf.data.AUTOTUNE)
 
+    step_ends = []
 
-def run_scheme(args, settings, train, test, seed):
-    keras.utils.set_random_seed(seed)
-    net = per_frame_classifier(args)
-    trainer, batches = trainer_and_batches(args, settings, net, *train, seed)
-    start = time.perf_counter()
+    def clock(batch, logs):
+        # Reading the loss waits for the step (JAX dispatches ahead).
+        float(logs["loss"])
+        step_ends.append(time.perf_counter())
+
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=clock)
     with harness.PeakMemory(interval=0.005) as memory:
-        trainer.fit(batches, epochs=1, steps_per_epoch=args.steps, verbose=0)
-    seconds = time.perf_counter() - start
-    videos, labels = test
-    logits = net.predict(videos, batch_size=args.batch_size, verbose=0)
+        trainer.fit(
+            # Keras' default shuffle=True would warn on a dataset.
+            batches.prefetch(tf.data.AUTOTUNE),
+            epochs=1,
+            steps_per_epoch=args.steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[timer],
+        )
+    logits = net.predict(test[0], batch_size=args.batch_size, verbose=0)
     return {
-        "accuracy": float(np.mean(np.argmax(logits[:, -1], -1) == labels)),
+        "accuracy": float(np.mean(np.argmax(logits[:, -1], -1) == test[1])),
         "memory_mib": memory.bytes / 2**20,
-        "seconds": seconds,
+        "step_seconds": float(np.median(np.diff(step_ends))),
     }
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.worker:
+        scheme, targets, seed = args.worker
+        return harness.emit(worker(args, scheme, targets, int(seed)))
     start = time.perf_counter()
-    train, test = (
-        temporal_tasks.order_of_events(count, frames=args.frames, seed=seed)
-        for seed, count in enumerate((args.train_videos, args.test_videos))
-    )
     print(
         f"order of events over {args.frames} frames; {args.depth}-layer "
         f"{args.model}, {args.filters} filters; {args.steps} Adam steps of "
         f"{args.batch_size} videos (lr {args.learning_rate:g}); "
         f"{args.train_videos} training, {args.test_videos} test videos; "
-        f"{args.seeds} seed(s); clips: {args.clips_per_video} of "
-        f"{args.min_length}-{args.max_length} frames",
+        f"{args.seeds} seed(s); N = {args.chunk_length}; clips: "
+        f"{args.clips_per_video} of {args.min_length}-{args.max_length} "
+        f"frames",
         flush=True,
     )
+    passed = list(sys.argv[1:] if argv is None else argv)
     results = {}
     for seed in range(args.seeds):
-        for name, settings in schemes(args):
-            result = run_scheme(args, settings, train, test, seed)
-            results.setdefault(name, []).append(result)
-            print(
-                f"seed {seed} {name:40s} accuracy {result['accuracy']:.3f} "
-                f"memory {result['memory_mib']:6.0f} MiB "
-                f"{result['seconds']:5.0f} s",
-                flush=True,
-            )
+        for scheme in args.schemes:
+            for targets in args.targets:
+                result = harness.run_fresh(
+                    __file__, [*passed, "--worker", scheme, targets, str(seed)]
+                )
+                results.setdefault((scheme, targets), []).append(result)
+                print(
+                    f"seed {seed} {scheme_name(args, scheme):26s} "
+                    f"{targets:9s} accuracy {result['accuracy']:.3f} "
+                    f"memory {result['memory_mib']:6.0f} MiB "
+                    f"{result['step_seconds']:.2f} s/step",
+                    flush=True,
+                )
     print(
-        "\n| scheme | test accuracy (mean ± std) | peak train memory | "
-        "train time |\n|---|---|---|---|"
+        "\n| scheme | targets | test accuracy (mean ± std) | peak train "
+        "memory | s / step |\n|---|---|---|---|---|"
     )
-    for name, runs in results.items():
+    for (scheme, targets), runs in results.items():
         accuracy = np.array([run["accuracy"] for run in runs])
         memory = max(run["memory_mib"] for run in runs)
         over = " (over budget)" if memory > args.memory_budget else ""
-        seconds = np.mean([run["seconds"] for run in runs])
+        seconds = np.median([run["step_seconds"] for run in runs])
         print(
-            f"| {name} | {accuracy.mean():.3f} ± {accuracy.std():.3f} | "
-            f"{memory:.0f} MiB{over} | {seconds:.0f} s |"
+            f"| {scheme_name(args, scheme)} | {targets} | "
+            f"{accuracy.mean():.3f} ± {accuracy.std():.3f} | "
+            f"{memory:.0f} MiB{over} | {seconds:.2f} |"
         )
     print(
         f"\nMemory budget: {args.memory_budget:g} MiB. Chance: 0.50. "
@@ -255,5 +314,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    harness.fresh_heap()
     main()

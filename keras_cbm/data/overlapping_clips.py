@@ -85,8 +85,11 @@ def overlapping_clips(
         num_parallel_calls: Passed to `Dataset.map`.
         targets: Optional frame targets (see
             `keras_cbm.training.frame_weights`: `"all"`, `("last", k)`,
-            `("from", j)` of the video's frames): adds `"frame_weights"`,
-            which `CoherenceModel` applies to its task loss.
+            `("from", j)` of the video's frames, or `"given"`: the video's
+            own `"frame_weights"` feature, `(N,)` floats, e.g. 1 from the
+            frame where its label becomes knowable): adds
+            `"frame_weights"`, which `CoherenceModel` applies to its task
+            loss.
         past_length: Optional integer >= 1: adds the video's frames before
             its last clip start, at the clips' phase and stride, padded to
             `past_length` steps: what
@@ -125,7 +128,13 @@ def overlapping_clips(
     )
     check_features(dataset, video_key=video_key, label_key=label_key)
     if targets is not None:
-        check_targets(targets)
+        check_targets(targets, allow_given=True)
+    if targets == "given" and "frame_weights" not in dataset.element_spec:
+        raise ValueError(
+            "`targets='given'` reads each video's `'frame_weights'` feature "
+            "(N,), which `dataset` lacks; its features are "
+            f"{sorted(dataset.element_spec)}."
+        )
     if past_length is not None:
         past_length = check_integer("past_length", past_length, 1)
 
@@ -142,7 +151,13 @@ def overlapping_clips(
                     identity,
                 )
             )
-        if targets is not None:
+        if targets == "given":
+            given = tf.gather(
+                tf.cast(element["frame_weights"], "float32"),
+                tf.maximum(alignment, 0),
+            )
+            inputs["frame_weights"] = tf.where(alignment >= 0, given, 0.0)
+        elif targets is not None:
             first = first_target_frame(tf.shape(element[video_key])[0], targets)
             inputs["frame_weights"] = tf.cast(
                 alignment >= tf.maximum(first, 0), "float32"

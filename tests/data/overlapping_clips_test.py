@@ -396,3 +396,24 @@ def test_frame_targets_weight_the_frames_they_name(targets, first):
 def test_frame_targets_must_name_frames():
     with pytest.raises(ValueError, match="`targets` must be"):
         overlapping_clips(counting_videos([12]), 4, 4, 16, targets="last")
+
+
+def test_given_frame_targets_are_the_videos_weights_at_the_clip_frames():
+    lengths = [12, 30]
+    videos = counting_videos(lengths).map(
+        lambda e: {
+            **e,
+            # Weight of frame i: i / 100, so a gathered weight names its frame.
+            "frame_weights": tf.range(tf.shape(e["video"])[0]) / 100,
+        }
+    )
+    clips = overlapping_clips(videos, 3, 4, 8, seed=2, targets="given")
+    for inputs, _ in collect(clips):
+        alignment = inputs["alignment"]
+        expected = np.where(alignment >= 0, alignment / 100, 0.0)
+        np.testing.assert_allclose(inputs["frame_weights"], expected, 1e-6)
+
+
+def test_given_frame_targets_need_the_feature():
+    with pytest.raises(ValueError, match="'frame_weights'.*lacks"):
+        overlapping_clips(counting_videos([12]), 4, 4, 16, targets="given")

@@ -223,10 +223,15 @@ def test_coherence_weight_quick(tmp_path):
 def test_long_videos_quick():
     stdout = run_script("benchmarks/long_videos.py", "--quick", timeout=300)
     rows = [line for line in stdout.splitlines() if line.startswith("| ")]
-    schemes = [row.split(" | ")[0][2:] for row in rows[1:]]
-    assert schemes == [
-        "full video",
-        "truncated, last 8",
-        "clips + handover + coherence 0.8",
-        "clips + handover, no coherence",
+    cells = [row.split(" | ")[:2] for row in rows[1:]]
+    assert cells == [
+        [f"| {scheme}", targets]
+        for scheme in (
+            "full video",
+            "truncated, last 8",
+            "TBPTT, chunks of 8",
+            "clips, donor handover",
+            "clips, whole past",
+        )
+        for targets in ("all", "knowable")
     ]

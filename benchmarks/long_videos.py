@@ -80,7 +80,7 @@ def parse_args(argv=None):
     add("--min-length", type=int, default=8)
     add("--max-length", type=int, default=16)
     add("--min-overlap", type=int, default=2)
-    add("--memory-budget", type=float, default=256, help="MiB.")
+    add("--memory-budget", type=float, default=512, help="MiB.")
     add("--train-videos", type=int, default=800)
     add("--test-videos", type=int, default=200)
     add("--worker", nargs=3, metavar=("SCHEME", "TARGETS", "SEED"))

@@ -38,7 +38,7 @@ resident memory of the training process above what it held before
 `--memory-budget` MiB are marked. Time: the median seconds of a training
 step (the first, which traces, left out), robust to the cores being shared.
 
-    python benchmarks/long_videos.py --seeds 3      # ~30 min a seed, 2 cores
+    python benchmarks/long_videos.py --seeds 3      # ~20 min a seed, 2 quiet cores
     python benchmarks/long_videos.py --quick        # tiny, < 2 min
 """
 
@@ -65,11 +65,11 @@ def parse_args(argv=None):
     )
     add = parser.add_argument
     add("--quick", action="store_true", help="Tiny version.")
-    add("--frames", type=int, default=128, help="Frames per video.")
+    add("--frames", type=int, default=96, help="Frames per video.")
     add("--model", default="cbm", help="A memory_tasks.py model family.")
     add("--depth", type=int, default=2)
     add("--filters", type=int, default=8)
-    add("--steps", type=int, default=300, help="Optimizer steps per run.")
+    add("--steps", type=int, default=200, help="Optimizer steps per run.")
     add("--batch-size", type=int, default=8)
     add("--learning-rate", type=float, default=3e-3)
     add("--seeds", type=int, default=1)

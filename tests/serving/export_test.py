@@ -92,8 +92,14 @@ def one_clip(frames):
 
 class ExportTest(testing.TestCase):
     @pytest.mark.slow
-    def test_fresh_process_serves_every_model(self):
+    def test_fresh_process_serves_every_model_one_trained_under_jax(self):
         work_dir = self.get_temp_dir()
+        # Trains under JAX in its own process while the others export.
+        jax_training = subprocess.Popen(
+            [sys.executable, "-m", "tests.serving.jax_train", work_dir],
+            cwd=ROOT,
+            env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3"),
+        )
         built, jobs = {}, {}
         for kind, aggregation in AGGREGATIONS.items():
             model = models.build(kind)
@@ -109,6 +115,15 @@ class ExportTest(testing.TestCase):
         jobs["predictor"] = (
             export(predictor, os.path.join(work_dir, "predictor")),
             models.videos(frames=3),
+            False,
+        )
+        self.assertEqual(jax_training.wait(timeout=300), 0)
+        trainer = keras.saving.load_model(os.path.join(work_dir, "model.keras"))
+        self.assertIsInstance(trainer, CoherenceModel)
+        jax = np.load(os.path.join(work_dir, "predictions.npz"))
+        jobs["jax"] = (
+            export(trainer, os.path.join(work_dir, "jax")),
+            jax["videos"],
             False,
         )
         served = serve(work_dir, jobs)
@@ -159,6 +174,32 @@ class ExportTest(testing.TestCase):
         )
         functional = served["functional"]
         self.assertRefusals(functional, len(functional["state_names"]))
+        self.assertServesWhatJaxPredicted(served["jax"], trainer, jax)
+
+    def assertServesWhatJaxPredicted(self, served, trainer, jax):
+        """The SavedModel and the LiteRT step of the JAX-trained `trainer`
+        give what it predicted under JAX."""
+        # "last", the trainer's aggregation, is the export's default.
+        self.assertAllClose(
+            served["video_probabilities"], jax["probabilities"], atol=1e-5
+        )
+        self.assertAllClose(
+            served["frame_probabilities"],
+            keras.ops.softmax(jax["outputs"], axis=-1),
+            atol=1e-5,
+        )
+        # The LiteRT step, streamed frame by frame.
+        step = LiteRTStep(
+            export_step(trainer, os.path.join(self.get_temp_dir(), "s.tflite"))
+        )
+        states = step.zero_states(len(jax["videos"]))
+        for t in range(jax["videos"].shape[1]):
+            probabilities, states = step(jax["videos"][:, t], states)
+            self.assertAllClose(
+                probabilities,
+                keras.ops.softmax(jax["outputs"][:, t], axis=-1),
+                atol=1e-5,
+            )
 
     def assertRefusals(self, served, count):
         """The refusals of `serve.py`'s bad inputs name the input, what it
@@ -261,43 +302,6 @@ class ExportTest(testing.TestCase):
             np.asarray(model(video * np.float32(scale))).mean(axis=1)
         )
         self.assertAllClose(probabilities["probabilities"], expected, atol=1e-6)
-
-    @pytest.mark.slow
-    def test_trained_under_jax_serves_the_same(self):
-        work_dir = self.get_temp_dir()
-        subprocess.run(
-            [sys.executable, "-m", "tests.serving.jax_train", work_dir],
-            cwd=ROOT,
-            env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3"),
-            check=True,
-            timeout=300,
-        )
-        trainer = keras.saving.load_model(os.path.join(work_dir, "model.keras"))
-        self.assertIsInstance(trainer, CoherenceModel)
-        path = export(trainer, os.path.join(work_dir, "served"))
-        jax = np.load(os.path.join(work_dir, "predictions.npz"))
-        served = serve(work_dir, {"jax": (path, jax["videos"], False)})["jax"]
-        # "last", the trainer's aggregation, is the export's default.
-        self.assertAllClose(
-            served["video_probabilities"], jax["probabilities"], atol=1e-5
-        )
-        self.assertAllClose(
-            served["frame_probabilities"],
-            keras.ops.softmax(jax["outputs"], axis=-1),
-            atol=1e-5,
-        )
-        # The LiteRT step of the JAX-trained model, streamed frame by frame.
-        step = LiteRTStep(
-            export_step(trainer, os.path.join(work_dir, "step.tflite"))
-        )
-        states = step.zero_states(len(jax["videos"]))
-        for t in range(jax["videos"].shape[1]):
-            probabilities, states = step(jax["videos"][:, t], states)
-            self.assertAllClose(
-                probabilities,
-                keras.ops.softmax(jax["outputs"][:, t], axis=-1),
-                atol=1e-5,
-            )
 
     def test_bad_arguments(self):
         path = self.get_temp_dir()

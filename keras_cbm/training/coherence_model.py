@@ -15,7 +15,7 @@ from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
 from keras_cbm.training.state_handover import check_per_frame
 from keras_cbm.training.state_handover import clip_starts
-from keras_cbm.training.state_handover import handed_over_outputs
+from keras_cbm.training.state_handover import donor_states
 from keras_cbm.training.state_handover import whole_past_states
 
 CLIP_KEYS = ("clips", "alignment")
@@ -259,9 +259,7 @@ class CoherenceModel(keras.Model):
         clips = ops.cast(inputs["clips"], self._input_dtype)
         alignment = ops.cast(inputs["alignment"], "int32")
         if self._handover == "donor":
-            outputs = handed_over_outputs(
-                self.recurrent_states, clips, alignment, training
-            )
+            states = donor_states(self.recurrent_states, clips, alignment)
         elif self._handover == "whole_past":
             _check_past_inputs(inputs)
             states = whole_past_states(
@@ -271,9 +269,9 @@ class CoherenceModel(keras.Model):
                 clip_starts(alignment),
                 window=clips.shape[2],
             )
-            outputs = self._side_by_side(clips, alignment, training, states)
         else:
-            outputs = self._side_by_side(clips, alignment, training)
+            states = None
+        outputs = self._side_by_side(clips, alignment, training, states)
         check_per_frame((None,) + tuple(outputs.shape[2:]))
         return outputs
 

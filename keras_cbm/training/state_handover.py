@@ -1,21 +1,19 @@
 """State handover between the clips of a video: a clip starts from the
 recurrent states the model reaches at the frame before its start, from an
-earlier clip of the video (`handed_over_outputs`, the paper's donor
-handover) or from a run over the video's whole past (`whole_past_states`).
+earlier clip of the video (`donor_states`, the paper's donor handover) or
+from a run over the video's whole past (`whole_past_states`).
 
-Both run the model in a symbolic loop whose body is traced once
-(`keras.ops.fori_loop`: `tf.while_loop` on TensorFlow, `jax.lax.scan` on
-JAX, both reverse-differentiable), so the traced graph does not grow with
-the clips per video or the frames of the past."""
+Both are inference runs of the model, gradient cut, in a symbolic loop
+whose body is traced once (`keras.ops.fori_loop`), so the traced graph does
+not grow with the clips per video or the frames of the past; the clips'
+own runs then run side by side from the states, as without handover."""
 
 import math
 
 import keras
 from keras import ops
 
-from keras_cbm.training.variable_values import assign_values
-from keras_cbm.training.variable_values import current_values
-from keras_cbm.training.variable_values import run_with_values
+from keras_cbm.training.variable_values import fori_loop_with_values
 
 # Sorts after every frame index: an empty clip starts nowhere.
 _NO_START = 2**30
@@ -93,24 +91,21 @@ def _write(stacked, value, here):
     return ops.where(here, ops.expand_dims(value, 1), stacked)
 
 
-def handed_over_outputs(run, clips, alignment, training=None):
-    """Runs the clips of each video in order of their start, handing states
-    over.
+def donor_states(run, clips, alignment):
+    """The states every clip starts from under the paper's donor handover.
 
-    Clip `k` starts from the states, at the frame just before its start, of
-    the earliest-starting earlier clip that holds that frame (zero states
-    where none does), with the gradient cut. Those states come from an
-    inference run of the earlier clip (no dropout, no batch-normalisation
-    updates) from its own initial states, with its frames from clip `k`'s
-    start on masked: exact for models whose training and inference runs
-    agree.
+    Taking the clips of each video in order of their start, clip `k` starts
+    from the states, at the frame just before its start, of the
+    earliest-starting earlier clip that holds that frame (zero states where
+    none does), with the gradient cut. Those states come from an inference
+    run of the earlier clip (no dropout, no batch-normalisation updates)
+    from its own handed-over states, with its frames from clip `k`'s start
+    on masked: exact for models whose training and inference runs agree.
 
-    The clips run in a symbolic loop whose body (the clip's donor run and
-    its own run) is traced once, whatever the number of clips; every clip's
-    initial states and outputs are carried as `(batch, clips, ...)`
-    tensors, and the model's non-trainable variables (batch-normalisation
-    statistics, dropout seeds) through the carry too, assigned once after
-    the loop.
+    The donor runs are inference only, so they run in a symbolic loop
+    whose body (one donor run) is traced once, whatever the number of
+    clips, and no gradient or variable update passes through it; the clips'
+    own runs then run side by side from these states, as without handover.
 
     Args:
         run: A `keras_cbm.models.RecurrentStates` of the per-frame model.
@@ -118,65 +113,45 @@ def handed_over_outputs(run, clips, alignment, training=None):
             clips must be static.
         alignment: Integer tensor `(batch, clips, steps)`, the absolute frame
             index of every step, -1 on padding.
-        training: Python boolean, the mode of the clips' own runs.
 
     Returns:
-        The model's outputs `(batch, clips, steps, ...)`, in the clips'
-        given order.
+        The states of every recurrent layer (the structure of
+        `RecurrentStates`), each `(batch, clips, ...)`, in the clips' given
+        order.
     """
     count = _check_static_clips(clips)
     order = ops.argsort(clip_starts(alignment), axis=1)
     clips, alignment = take_clips(clips, order), take_clips(alignment, order)
     starts = clip_starts(alignment)
     ends = ops.max(alignment, axis=-1)
-    valid = alignment >= 0
-    probe_outputs, probe_states = _probe(run, clips[:, 0])
-    check_per_frame(probe_outputs.shape)
-    batch = ops.shape(clips)[0]
+    _, probe_states = _probe(run, clips[:, 0])
     positions = ops.arange(count, dtype="int32")
 
-    def clip_runs(k, initial_states):
-        start = ops.take(starts, k, axis=1)
+    def body(k, initial_states):
         handed = _handed_states(
             run,
             (clips, alignment, starts, ends),
             ops.less(positions, k),
             initial_states,
-            start,
-        )
-        clip_outputs, _ = run(
-            ops.take(clips, k, axis=1),
-            initial_states=handed,
-            mask=ops.take(valid, k, axis=1),
-            training=training,
-        )
-        return clip_outputs, handed
-
-    def body(k, carry):
-        initial_states, outputs, values = carry
-        (clip_outputs, handed), values = run_with_values(
-            run.model, values, clip_runs, k, initial_states
+            ops.take(starts, k, axis=1),
         )
         here = ops.equal(positions, k)[None]
-        initial_states = keras.tree.map_structure(
+        return keras.tree.map_structure(
             lambda stacked, state: _write(stacked, state, here),
             initial_states,
             handed,
         )
-        return initial_states, _write(outputs, clip_outputs, here), values
 
-    _, outputs, values = ops.fori_loop(
-        0,
+    states = fori_loop_with_values(
+        run.model,
         count,
         body,
-        (
-            _zeros_per_clip(probe_states, batch, count),
-            _zeros_per_clip(probe_outputs, batch, count, clips.shape[2]),
-            current_values(run.model),
-        ),
+        _zeros_per_clip(probe_states, ops.shape(clips)[0], count),
     )
-    assign_values(run.model, values)
-    return take_clips(outputs, ops.argsort(order, axis=1))
+    given_order = ops.argsort(order, axis=1)
+    return keras.tree.map_structure(
+        lambda state: take_clips(state, given_order), states
+    )
 
 
 def _handed_states(run, sorted_clips, earlier, initial_states, start):
@@ -297,8 +272,8 @@ def whole_past_states(run, past, past_alignment, starts, window):
         position = position + ops.sum(ops.cast(mask, "int32"), axis=1)
         return position, done, states, collected
 
-    position, done, states, collected = ops.fori_loop(
-        0,
+    position, done, states, collected = fori_loop_with_values(
+        run.model,
         iterations,
         body,
         (

@@ -3,6 +3,7 @@ loop or a rematerialised function needs of batch-normalisation statistics
 and dropout seed generators on every backend."""
 
 import keras
+from keras import ops
 
 from keras_cbm.keras_internals import in_stateless_scope
 
@@ -49,3 +50,33 @@ def assign_values(model, values):
         model.non_trainable_variables, values, strict=True
     ):
         variable.assign(value)
+
+
+def fori_loop_with_values(model, iterations, body, carry):
+    """`keras.ops.fori_loop(0, iterations, body, carry)` for a `body` that
+    runs `model`, its non-trainable variables threaded through the loop's
+    carry (`run_with_values`) and assigned once after it.
+
+    Inference runs need it too: Keras' recurrent layers draw their dropout
+    masks (seed-generator updates) whatever the mode.
+
+    Args:
+        model: The Keras model `body` runs.
+        iterations: Integer, the loop's trip count.
+        body: `body(i, carry) -> carry`.
+        carry: The loop's initial carry.
+
+    Returns:
+        The final carry.
+    """
+
+    def threaded(i, carry_and_values):
+        return run_with_values(
+            model, carry_and_values[1], body, i, carry_and_values[0]
+        )
+
+    carry, values = ops.fori_loop(
+        0, iterations, threaded, (carry, current_values(model))
+    )
+    assign_values(model, values)
+    return carry

@@ -176,6 +176,32 @@ class WholePastTest(testing.TestCase):
         for after, start in zip(model.get_weights(), before, strict=True):
             self.assertGreater(np.abs(after - start).max(), 0.0)
 
+    @parameterized.parameters("donor", "whole_past")
+    def test_handover_runs_layers_that_draw_dropout_masks(self, handover):
+        # Keras' recurrent layers draw their dropout masks (a seed-generator
+        # update) in inference too: the handover's loop threads the seed
+        # state through its carry (on JAX an update inside the loop would
+        # leak a tracer) and assigns it once.
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((None,) + FRAME_SHAPE),
+                ConvCBM2D(
+                    3, 3, padding="same", return_sequences=True, dropout=0.5
+                ),
+                keras.layers.TimeDistributed(keras.layers.Flatten()),
+                keras.layers.Dense(2),
+            ]
+        )
+        seeds = model.non_trainable_variables
+        before = [ops.convert_to_numpy(v) for v in seeds]
+        trainer = CoherenceModel(model, state_handover=handover)
+        outputs = trainer.clip_outputs(self.inputs, training=True)
+        self.assertTrue(np.isfinite(ops.convert_to_numpy(outputs)).all())
+        self.assertNotEmpty(before)
+        for variable, value in zip(seeds, before, strict=True):
+            self.assertNotAllClose(ops.convert_to_numpy(variable), value)
+
     def test_whole_past_without_the_past_is_refused(self):
         trainer = CoherenceModel(build("lstm"), state_handover="whole_past")
         inputs = {k: self.inputs[k] for k in ("clips", "alignment")}

@@ -122,17 +122,16 @@ class CoherenceModel(keras.Model):
     `from_logits`); `coherence_loss` is measured on the clips as in
     training.
 
-    With `state_handover="donor"` (or `True`), the clips of a video run in
-    order of their start, and a clip that starts inside an earlier clip
-    begins from that clip's recurrent states (every recurrent layer) at the
-    frame just before its start, with the gradient cut (see
-    `keras_cbm.training.state_handover`); in training, batch normalisation
-    then sees one clip of each video at a time. With
+    With `state_handover="donor"` (or `True`), a clip that starts inside
+    an earlier-starting clip of its video begins from that clip's recurrent
+    states (every recurrent layer) at the frame just before its start, as
+    an inference run of that clip reaches them, with the gradient cut (see
+    `keras_cbm.training.state_handover`). With
     `state_handover="whole_past"`, every clip begins from the states an
     inference pass of the model over the video's frames before its start
     reaches, gradient cut (the inputs then hold the video's `"past"`
-    frames, from `overlapping_clips(..., past_length=...)`); the clips then
-    run side by side as without handover.
+    frames, from `overlapping_clips(..., past_length=...)`). Either way the
+    clips then run side by side from those states, as without handover.
 
     Sample weights (one per video) weight both losses; `class_weight` is not
     supported. Frame targets: where the inputs hold `"frame_weights"`

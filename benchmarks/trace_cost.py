@@ -11,9 +11,10 @@ process and times its first `fit` step (tracing, compiling and one step),
 and counts the nodes of the traced training graph (TensorFlow's graph and
 its function library). It prints each handover's first step over the one
 without, and PASS/MISS for issue 27's goal: the donor handover's first
-step at most 2x the one without, at 8 clips (the handover runs in a
-symbolic loop traced once; before, two runs of the model a clip were
-traced, 7x at 8 clips).
+step at most 2x the one without, at 8 clips (the handover's inference
+runs are in a symbolic loop traced once, the clips' own runs side by side
+after it; before, two runs of the model a clip were traced, 7x at 8
+clips).
 
     python benchmarks/trace_cost.py                # TensorFlow backend
     python benchmarks/trace_cost.py --clips 2 4 8 --batch-size 4

@@ -13,7 +13,6 @@ from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
-from keras_cbm.training.state_handover import check_per_frame
 from keras_cbm.training.state_handover import clip_starts
 from keras_cbm.training.state_handover import donor_states
 from keras_cbm.training.state_handover import whole_past_states
@@ -27,6 +26,17 @@ HANDOVERS = {
     "donor": "donor",
     "whole_past": "whole_past",
 }
+
+
+def check_per_frame(outputs_shape):
+    """Raises `ValueError` unless a model's outputs `(batch, time, ...)`
+    are per-frame predictions `(batch, time, classes)`."""
+    if len(outputs_shape) != 3:
+        raise ValueError(
+            "`model` must output per-frame predictions (batch, time, "
+            "classes). Received: outputs of shape "
+            f"{('batch',) + tuple(outputs_shape[1:])} per clip"
+        )
 
 
 def _check_handover(state_handover):

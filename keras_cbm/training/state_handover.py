@@ -39,17 +39,6 @@ def take_clips(values, indices):
     return ops.take_along_axis(values, indices, axis=1)
 
 
-def check_per_frame(outputs_shape):
-    """Raises `ValueError` unless a model's outputs `(batch, time, ...)`
-    are per-frame predictions `(batch, time, classes)`."""
-    if len(outputs_shape) != 3:
-        raise ValueError(
-            "`model` must output per-frame predictions (batch, time, "
-            "classes). Received: outputs of shape "
-            f"{('batch',) + tuple(outputs_shape[1:])} per clip"
-        )
-
-
 def _check_static_clips(clips):
     count = clips.shape[1]
     if count is None:
@@ -63,22 +52,20 @@ def _check_static_clips(clips):
 
 def _probe(run, sequences):
     """The model's outputs and states on one frame of one sequence of
-    `sequences` `(batch, time, ...)`, in inference: their shapes and
+    `sequences` `(batch, time, ...)`, in inference: the states' shapes and
     dtypes, which a loop's carry needs before the loop (the ops go unused
     and are pruned from the compiled graph)."""
     return run(sequences[:1, :1], training=False)
 
 
-def _zeros_per_clip(values, batch, count, steps=None):
-    """Zeros `(batch, count, ...)` (`(batch, count, steps, ...)` with
-    `steps`) for every tensor of `values` `(1, ...)` (`(1, 1, ...)`)."""
-
-    def zeros(value):
-        trailing = tuple(value.shape[1:] if steps is None else value.shape[2:])
-        middle = (count,) if steps is None else (count, steps)
-        return ops.zeros((batch,) + middle + trailing, value.dtype)
-
-    return keras.tree.map_structure(zeros, values)
+def _zeros_per_clip(states, batch, count):
+    """Zeros `(batch, count, ...)` for every tensor of `states` `(1, ...)`."""
+    return keras.tree.map_structure(
+        lambda state: ops.zeros(
+            (batch, count) + tuple(state.shape[1:]), state.dtype
+        ),
+        states,
+    )
 
 
 def _write(stacked, value, here):

@@ -50,12 +50,12 @@ def _check_static_clips(clips):
     return count
 
 
-def _probe(run, sequences):
-    """The model's outputs and states on one frame of one sequence of
-    `sequences` `(batch, time, ...)`, in inference: the states' shapes and
-    dtypes, which a loop's carry needs before the loop (the ops go unused
-    and are pruned from the compiled graph)."""
-    return run(sequences[:1, :1], training=False)
+def _probe_states(run, sequences):
+    """The model's states after one frame of one sequence of `sequences`
+    `(batch, time, ...)`, in inference: their shapes and dtypes, which a
+    loop's carry needs before the loop (the ops go unused and are pruned
+    from the compiled graph)."""
+    return run(sequences[:1, :1], training=False)[1]
 
 
 def _zeros_per_clip(states, batch, count):
@@ -111,7 +111,7 @@ def donor_states(run, clips, alignment):
     clips, alignment = take_clips(clips, order), take_clips(alignment, order)
     starts = clip_starts(alignment)
     ends = ops.max(alignment, axis=-1)
-    _, probe_states = _probe(run, clips[:, 0])
+    probe_states = _probe_states(run, clips[:, 0])
     positions = ops.arange(count, dtype="int32")
 
     def body(k, initial_states):
@@ -224,7 +224,7 @@ def whole_past_states(run, past, past_alignment, starts, window):
     past_alignment = ops.pad(
         past_alignment, [(0, 0), (0, window)], constant_values=-1
     )
-    _, probe_states = _probe(run, past)
+    probe_states = _probe_states(run, past)
     batch = ops.shape(past)[0]
     offsets = ops.arange(window, dtype="int32")[None]
 

@@ -38,7 +38,7 @@ resident memory of the training process above what it held before
 `--memory-budget` MiB are marked. Time: the median seconds of a training
 step (the first, which traces, left out), robust to the cores being shared.
 
-    python benchmarks/long_videos.py --seeds 3      # ~20 min a seed, 2 quiet cores
+    python benchmarks/long_videos.py --seeds 3      # ~25 min a seed, 2 cores
     python benchmarks/long_videos.py --quick        # tiny, < 2 min
 """
 
@@ -52,7 +52,17 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import harness  # noqa: E402
+import keras  # noqa: E402
+import memory_tasks  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_cbm import data  # noqa: E402
+from keras_cbm import training  # noqa: E402
+from keras_cbm.datasets import temporal_tasks  # noqa: E402
+from keras_cbm.layers import DeepCBM  # noqa: E402
+from keras_cbm.models import RecurrentStates  # noqa: E402
 
 SCHEMES = ("full", "truncated", "tbptt", "donor", "whole_past")
 TARGETS = ("all", "knowable")
@@ -66,7 +76,7 @@ def parse_args(argv=None):
     add = parser.add_argument
     add("--quick", action="store_true", help="Tiny version.")
     add("--frames", type=int, default=96, help="Frames per video.")
-    add("--model", default="cbm", help="A memory_tasks.py model family.")
+    add("--model", default="cbm", choices=memory_tasks.MODELS)
     add("--depth", type=int, default=2)
     add("--filters", type=int, default=8)
     add("--steps", type=int, default=200, help="Optimizer steps per run.")
@@ -120,56 +130,44 @@ def scheme_name(args, scheme):
     }[scheme]
 
 
+class TruncatedBackpropagation(keras.Model):
+    """Trains `net` on the last `train_frames` frames of each video,
+    from the states an inference run over the frames before them
+    reaches; the loss weights the trained frames by `frame_weights`."""
+
+    def __init__(self, net, train_frames, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.train_frames = train_frames
+        self.run = RecurrentStates(net)
+
+    def call(self, inputs, training=False):
+        videos = inputs["video"]
+        _, states = self.run(videos[:, : -self.train_frames], training=False)
+        states = keras.tree.map_structure(ops.stop_gradient, states)
+        outputs, _ = self.run(
+            videos[:, -self.train_frames :],
+            initial_states=states,
+            training=training,
+        )
+        return outputs
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs
+    ):
+        weights = x["frame_weights"][:, -self.train_frames :]
+        labels = ops.repeat(ops.expand_dims(y, 1), y_pred.shape[1], 1)
+        # Each video's loss is the mean over its weighted frames.
+        weights = weights / ops.maximum(
+            ops.sum(weights, axis=1, keepdims=True), 1.0
+        )
+        return super().compute_loss(
+            x, labels, y_pred, weights * y_pred.shape[1], **kwargs
+        )
+
+
 def worker(args, scheme, targets, seed):
     """Trains and tests one (scheme, targets, seed); returns its figures."""
-    import keras
-    import memory_tasks
-    import tensorflow as tf
-    from keras import ops
-
-    from keras_cbm import data
-    from keras_cbm import training
-    from keras_cbm.datasets import temporal_tasks
-    from keras_cbm.layers import DeepCBM
-    from keras_cbm.models import RecurrentStates
-
-    class TruncatedBackpropagation(keras.Model):
-        """Trains `net` on the last `train_frames` frames of each video,
-        from the states an inference run over the frames before them
-        reaches; the loss weights the trained frames by `frame_weights`."""
-
-        def __init__(self, net, train_frames, **kwargs):
-            super().__init__(**kwargs)
-            self.net = net
-            self.train_frames = train_frames
-            self.run = RecurrentStates(net)
-
-        def call(self, inputs, training=False):
-            videos = inputs["video"]
-            _, states = self.run(
-                videos[:, : -self.train_frames], training=False
-            )
-            states = keras.tree.map_structure(ops.stop_gradient, states)
-            outputs, _ = self.run(
-                videos[:, -self.train_frames :],
-                initial_states=states,
-                training=training,
-            )
-            return outputs
-
-        def compute_loss(
-            self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs
-        ):
-            weights = x["frame_weights"][:, -self.train_frames :]
-            labels = ops.repeat(ops.expand_dims(y, 1), y_pred.shape[1], 1)
-            # Each video's loss is the mean over its weighted frames.
-            weights = weights / ops.maximum(
-                ops.sum(weights, axis=1, keepdims=True), 1.0
-            )
-            return super().compute_loss(
-                x, labels, y_pred, weights * y_pred.shape[1], **kwargs
-            )
-
     keras.utils.set_random_seed(seed)
     train, test = (
         temporal_tasks.order_of_events(count, frames=args.frames, seed=index)

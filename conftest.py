@@ -23,19 +23,6 @@ TENSORFLOW_ONLY = (
 )
 
 
-if keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
-
-    # Grappler rewrites every traced function for speed; the tests' graphs
-    # are tiny and traced once, so it costs them more than it saves (15 %
-    # of this process's CPU time). Same results; the tests that run scripts
-    # in their own processes (examples, resume, serving, multi-worker) keep
-    # TensorFlow's defaults.
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": True}
-    )
-
-
 def pytest_collect_file(file_path, parent):
     if (
         file_path.suffix == ".py"

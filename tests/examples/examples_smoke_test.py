@@ -86,6 +86,7 @@ def test_help(name):
         assert " ".join(option.split()).count("(default:") == 1, option
 
 
+@pytest.mark.slow
 def test_moving_objects_trains_and_saves(tmp_path):
     stdout = run_script(
         "examples/moving_objects.py",
@@ -98,6 +99,7 @@ def test_moving_objects_trains_and_saves(tmp_path):
     assert (tmp_path / "model.keras").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, config",
     [
@@ -125,6 +127,7 @@ def test_classifier_examples_train_evaluate_and_save(tmp_path, name, config):
     assert (out / "saved_model" / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow
 def test_future_frame_prediction(tmp_path):
     stdout = run_script(
         "examples/future_frame_prediction.py",
@@ -147,6 +150,7 @@ def test_future_frame_prediction(tmp_path):
     assert (out / "scores.md").is_file()
 
 
+@pytest.mark.slow
 def test_serving(tmp_path):
     stdout = run_script(
         "examples/serving.py",
@@ -160,6 +164,7 @@ def test_serving(tmp_path):
 
 
 # Hyperband only: `tests/tuning/cbm_hypermodel_test.py` runs a random search.
+@pytest.mark.slow
 @pytest.mark.parametrize("tuner", ["hyperband"])
 def test_tuning(tmp_path, tuner):
     stdout = run_script(

@@ -37,6 +37,7 @@ def write_video(path, video):
         container.mux(stream.encode())
 
 
+@pytest.mark.slow
 def test_streams_a_video_file_through_litert(tmp_path):
     config = datasets.MotionOrder.builder_configs["recognition"]
     (_, example), *_ = motion_order_examples(config, "test", 1)

@@ -3,6 +3,7 @@ ucf101's layout (`--tfds`, mocked)."""
 
 import os
 
+import pytest
 import tensorflow_datasets as tfds
 
 import keras_cbm.datasets
@@ -11,6 +12,7 @@ from tests.examples.examples_smoke_test import TINY_FLAGS
 from tests.examples.examples_smoke_test import run_script
 
 
+@pytest.mark.slow
 def test_main_job_trains_on_a_folder_of_video_files(tmp_path):
     directory = str(tmp_path / "videos")
     keras_cbm.datasets.export_videos(
@@ -31,6 +33,7 @@ def test_main_job_trains_on_a_folder_of_video_files(tmp_path):
     assert "Test accuracy (per video, 3 videos)" in stdout
 
 
+@pytest.mark.slow
 def test_main_job_trains_on_a_tfds_dataset_of_ucf101_layout(
     tmp_path, monkeypatch
 ):

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 
 class SavedModelTest(testing.TestCase):
+    @pytest.mark.slow
     def test_exported_model_serves_the_same_in_a_fresh_process(self):
         x = np.random.default_rng(0).random((2, 6, 8, 8, 3), "float32")
         model = keras.Sequential(

@@ -56,6 +56,7 @@ SCRIPT = WITHOUT_TENSORFLOW + textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_backend_neutral_packages_run_without_tensorflow():
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT],

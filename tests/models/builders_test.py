@@ -83,6 +83,7 @@ class BackboneClassifierTest(testing.TestCase, BuilderContractMixin):
             **kwargs,
         )
 
+    @pytest.mark.slow
     def test_trains_summarises_and_round_trips(self):
         x, y = labelled_videos((16, 16, 3))
         model = self.build()
@@ -150,6 +151,7 @@ class BackboneClassifierTest(testing.TestCase, BuilderContractMixin):
         x = np.zeros((1, 2, 32, 32, 3), "float32")
         self.assertEqual(tuple(model(x).shape), (1, 2, 2))
 
+    @pytest.mark.slow
     def test_traced_with_dynamic_batch_and_time_and_exported(self):
         model = self.build()
         traced = tf.function(
@@ -183,6 +185,7 @@ class BackboneClassifierTest(testing.TestCase, BuilderContractMixin):
 class StandaloneClassifierTest(testing.TestCase, BuilderContractMixin):
     parts = ("deep_cbm", "head")
 
+    @pytest.mark.slow
     def test_trains_summarises_and_round_trips(self):
         x, y = labelled_videos((16, 16, 3))
         model = models.standalone_classifier(
@@ -236,6 +239,7 @@ class FutureFramePredictorTest(testing.TestCase, BuilderContractMixin):
                 clips[video, t, row : row + 4, col + t : col + t + 4] = 1.0
         return clips
 
+    @pytest.mark.slow
     def test_trains_summarises_and_round_trips(self):
         clips = self.clips()
         self.check_contract(self.build(), clips, clips[:, 3:], "mse")

@@ -118,6 +118,7 @@ def litert_operations(path):
 
 
 class ExportStepTest(testing.TestCase):
+    @pytest.mark.slow
     def test_litert_and_onnx_equal_the_saved_model_over_64_frames(self):
         keras.utils.set_random_seed(0)
         self.assertStepsEqualTheSavedModel(cbm_stack())

@@ -38,6 +38,7 @@ def fit_on_jax(work_dir):
 
 
 class BackendsTest(testing.TestCase):
+    @pytest.mark.slow
     def test_tensorflow_jax_and_jax_data_parallel_train_the_same_weights(self):
         reference = fit_fixed()
         runs = fit_on_jax(self.get_temp_dir())

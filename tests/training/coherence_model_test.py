@@ -50,6 +50,7 @@ def as_numpy(dataset):
 
 
 class CoherenceFitTest(testing.TestCase):
+    @pytest.mark.slow
     def test_weight_zero_trains_as_plain_fit_on_the_clips(self):
         # Clips of fixed length: no padding, so plain fit sees the same
         # frames with no need for a mask.
@@ -320,6 +321,7 @@ class CoherenceFitTest(testing.TestCase):
         with self.assertRaisesRegex(ValueError, "aggregation='max'"):
             CoherenceModel(model, aggregation="max")
 
+    @pytest.mark.slow
     def test_keras_file_round_trip(self):
         trainer = CoherenceModel(
             tiny_model(), coherence_weight=0.3, state_handover=True

@@ -16,9 +16,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 class MirroredStrategyTest(testing.TestCase):
+    @pytest.mark.slow
     def test_two_replicas_train_as_one_device(self):
         self.check_two_replicas_train_as_one_device([])
 
+    @pytest.mark.slow
     def test_two_replicas_hand_states_over_as_one_device(self):
         # `RecurrentStates` runs in both replica threads at once.
         self.check_two_replicas_train_as_one_device(["handover"])

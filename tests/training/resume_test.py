@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 class ResumeTest(testing.TestCase):
+    @pytest.mark.slow
     def test_killed_fit_resumes_to_the_uninterrupted_weights(self):
         _, killed = straight_and_resumed(
             self, "tests.training.resumable_fit", self.get_temp_dir()

@@ -3,6 +3,7 @@ with the weights (and rows' states) of one never stopped: the restored
 epoch skips the batches its backup had trained, and later epochs are
 whole."""
 
+import pytest
 from keras.src import testing
 
 from tests.training.killed_fit import epochs
@@ -10,6 +11,7 @@ from tests.training.killed_fit import straight_and_resumed
 
 
 class StreamingResumeTest(testing.TestCase):
+    @pytest.mark.slow
     def test_killed_fit_resumes_to_the_uninterrupted_weights(self):
         straight, killed = straight_and_resumed(
             self, "tests.training.streaming_fit", self.get_temp_dir()

@@ -34,10 +34,6 @@ def pytest_collect_file(file_path, parent):
 
 
 def pytest_collection_modifyitems(config, items):
-    # Tests marked `slow` first: `tests/run` hands tests out one at a time
-    # to whichever worker is free, so that the long ones start early and
-    # the run ends on short ones instead of one worker's long tail.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     if keras.backend.backend() == "tensorflow":
         return
     skip = pytest.mark.skip(reason="a TensorFlow backend example")

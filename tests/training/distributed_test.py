@@ -17,35 +17,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 class MirroredStrategyTest(testing.TestCase):
     @pytest.mark.slow
-    def test_two_replicas_train_as_one_device_with_and_without_handover(self):
-        # One process for both runs: the logical devices need a fresh one.
-        folder = self.get_temp_dir()
+    def test_two_replicas_train_as_one_device(self):
+        self.check_two_replicas_train_as_one_device([])
+
+    @pytest.mark.slow
+    def test_two_replicas_hand_states_over_as_one_device(self):
+        # `RecurrentStates` runs in both replica threads at once.
+        self.check_two_replicas_train_as_one_device(["handover"])
+
+    def check_two_replicas_train_as_one_device(self, arguments):
+        path = os.path.join(self.get_temp_dir(), "runs.npz")
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.training.mirrored_fit",
-                folder,
-            ],
+            [sys.executable, "-m", "tests.training.mirrored_fit", path]
+            + arguments,
             cwd=ROOT,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
             check=True,
             timeout=300,
         )
-        for state_handover, name in ((False, "plain"), (True, "handover")):
-            with self.subTest(state_handover=state_handover):
-                # With handover `RecurrentStates` runs in both replica
-                # threads at once.
-                runs = np.load(os.path.join(folder, f"{name}.npz"))
-                self.check_two_replicas_trained_as_one_device(
-                    runs, state_handover
-                )
-
-    def check_two_replicas_trained_as_one_device(self, runs, state_handover):
+        runs = np.load(path)
         # loss, task_loss, coherence_loss, accuracy for 5 steps.
         self.assertEqual(runs["single_losses"].shape, (4, 5))
         self.assertGreater(runs["single_losses"][1].min(), 0.0)
-        if not state_handover:
+        if not arguments:
             # With handover, a clip that starts inside its donor repeats the
             # donor's outputs on their overlap: coherence is 0 there.
             self.assertGreater(runs["single_losses"][2].min(), 0.0)

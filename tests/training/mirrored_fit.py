@@ -1,8 +1,8 @@
 """Fits a tiny CoherenceModel for 5 steps on one device, then under a
 MirroredStrategy of 2 logical CPU devices, with the same global batch, and
-saves both runs' losses and weights to `plain.npz` in the folder given; then
-the same with state handover (`RecurrentStates` in the replica threads) to
-`handover.npz`.
+saves both runs' losses and weights to the `.npz` path given (a second
+argument `handover` trains with state handover: `RecurrentStates` in the
+replica threads).
 
 Run as a script: the logical devices must exist before TensorFlow starts.
 """
@@ -62,16 +62,16 @@ def run(strategy, state_handover):
 if __name__ == "__main__":
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
-    for state_handover, name in ((False, "plain.npz"), (True, "handover.npz")):
-        single_losses, single_weights = run(
-            tf.distribute.get_strategy(), state_handover
-        )
-        mirrored_losses, mirrored_weights = run(mirrored, state_handover)
-        np.savez(
-            os.path.join(sys.argv[1], name),
-            single_losses=single_losses,
-            mirrored_losses=mirrored_losses,
-            **{f"single_{i}": w for i, w in enumerate(single_weights)},
-            **{f"mirrored_{i}": w for i, w in enumerate(mirrored_weights)},
-        )
+    state_handover = sys.argv[2:] == ["handover"]
+    single_losses, single_weights = run(
+        tf.distribute.get_strategy(), state_handover
+    )
+    mirrored_losses, mirrored_weights = run(mirrored, state_handover)
+    np.savez(
+        sys.argv[1],
+        single_losses=single_losses,
+        mirrored_losses=mirrored_losses,
+        **{f"single_{i}": w for i, w in enumerate(single_weights)},
+        **{f"mirrored_{i}": w for i, w in enumerate(mirrored_weights)},
+    )
     os._exit(0)

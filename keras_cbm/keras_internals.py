@@ -10,26 +10,98 @@ of JAX's training step, or for undoing the loss scaling of a distribution
 strategy (used by `keras_cbm.models` and `keras_cbm.training`). If a Keras
 release moves one of them, this is the only module to change. It imports no
 TensorFlow.
+
+Each part was checked on the Keras versions of `CHECKED_KERAS_VERSIONS`.
+Where a Keras release lacks one, the first use raises `KerasChangedError`
+naming the behaviour and those versions, instead of an error from deep
+inside Keras; `tests/models/keras_internals_test.py` checks the behaviours
+themselves, and `bash tests/run --keras-nightly` runs the suite on the next
+Keras (DEVELOPERS.md).
 """
 
-from keras.src.backend import rnn as _keras_rnn
-from keras.src.backend import standardize_data_format
+import functools
+import importlib
 
+import keras
+
+# The Keras releases on which every part of this module was checked (the
+# suite passes on each; DEVELOPERS.md says how to check a new one).
+CHECKED_KERAS_VERSIONS = ("3.15.1", "3.16.0.dev2026102704")
+
+
+class KerasChangedError(RuntimeError):
+    """A private Keras behaviour keras_cbm relies on is missing from the
+    installed Keras."""
+
+
+def keras_changed(behaviour):
+    """The error for a private Keras `behaviour` this Keras lacks.
+
+    Args:
+        behaviour: What keras_cbm relies on, as a phrase.
+
+    Returns:
+        A `KerasChangedError` naming the behaviour, the installed Keras and
+        the versions it was checked on.
+    """
+    return KerasChangedError(
+        f"keras_cbm relies on {behaviour} (private Keras API, checked on "
+        f"Keras {', '.join(CHECKED_KERAS_VERSIONS)}), which Keras "
+        f"{keras.__version__} does not have. Install one of the checked "
+        "versions, or a keras_cbm release that supports this one."
+    )
+
+
+def _private(module, name):
+    """`module.name` from Keras' private tree, or `KerasChangedError`."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise keras_changed(f"`{module}.{name}`") from None
+
+
+standardize_data_format = _private(
+    "keras.src.backend", "standardize_data_format"
+)
 # Whether a `keras.StatelessScope` is active (JAX's training step opens
 # one): `keras_cbm.training.variable_values` opens an inner one (a TBPTT
 # chunk, a handover loop's body), which must then map every variable, as a
 # variable reads the innermost scope only.
-from keras.src.backend.common.stateless_scope import in_stateless_scope
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
-from keras.src.losses.loss import unscale_loss_for_distribution
-from keras.src.ops.operation_utils import compute_conv_output_shape
-from keras.src.utils.argument_validation import standardize_padding
-from keras.src.utils.argument_validation import standardize_tuple
+in_stateless_scope = _private(
+    "keras.src.backend.common.stateless_scope", "in_stateless_scope"
+)
+DropoutRNNCell = _private(
+    "keras.src.layers.rnn.dropout_rnn_cell", "DropoutRNNCell"
+)
+unscale_loss_for_distribution = _private(
+    "keras.src.losses.loss", "unscale_loss_for_distribution"
+)
+compute_conv_output_shape = _private(
+    "keras.src.ops.operation_utils", "compute_conv_output_shape"
+)
+standardize_padding = _private(
+    "keras.src.utils.argument_validation", "standardize_padding"
+)
+standardize_tuple = _private(
+    "keras.src.utils.argument_validation", "standardize_tuple"
+)
 
 # Keras' TensorFlow loop replaces a missing `input_length` by
 # `inputs.shape[1]`, which a tuple of inputs lacks; an int bound is only the
 # loop's iteration limit (it stops at the real length), so a large one serves.
 _UNKNOWN_LENGTH_BOUND = 2**31 - 1
+
+
+@functools.cache
+def _backend_rnn():
+    """The active backend's recurrent loop: `keras.src.backend.rnn` is the
+    function up to Keras 3.15 and the backend's `rnn` module after it."""
+    loop = _private("keras.src.backend", "rnn")
+    if not callable(loop):
+        loop = getattr(loop, "rnn", None)
+    if not callable(loop):
+        raise keras_changed("the backend's recurrent loop `backend.rnn`")
+    return loop
 
 
 def recurrent_loop(
@@ -56,7 +128,7 @@ def recurrent_loop(
         `(last_output, outputs, new_states)`, with time-major `outputs`
         (`(1, batch, ...)` when `return_all_outputs=False`).
     """
-    return _keras_rnn(
+    return _backend_rnn()(
         step_function,
         inputs,
         initial_states,
@@ -85,6 +157,8 @@ def sub_layers(layer):
     found, seen = [], set()
 
     def visit(parent):
+        if not hasattr(parent, "_layers"):
+            raise keras_changed("the list of a layer's sub-layers `_layers`")
         for child in parent._layers:
             if id(child) not in seen:
                 seen.add(id(child))
@@ -121,6 +195,8 @@ def shadow_method(layer, name, method):
         name: The method's name.
         method: A function of the method's arguments (without `self`).
     """
+    if not callable(getattr(type(layer), name, None)):
+        raise keras_changed(f"the method `{type(layer).__name__}.{name}`")
     object.__setattr__(layer, name, method)
 
 
@@ -131,9 +207,12 @@ def unshadow_method(layer, name):
 
 
 __all__ = [
+    "CHECKED_KERAS_VERSIONS",
     "DropoutRNNCell",
+    "KerasChangedError",
     "compute_conv_output_shape",
     "in_stateless_scope",
+    "keras_changed",
     "recurrent_loop",
     "shadow_method",
     "standardize_data_format",

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_cbm.keras_internals import keras_changed
 from keras_cbm.training.coherence_model import CoherenceModel
 
 
@@ -59,6 +60,16 @@ class MultiWorkerFit:
     >>> list(history.history)
     ['loss']
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Without the hook, Keras would never call the override below.
+        if not callable(
+            getattr(super(MultiWorkerFit, cls), "_maybe_symbolic_build", None)
+        ):
+            raise keras_changed(
+                "the TensorFlow trainer's `_maybe_symbolic_build` hook"
+            )
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy

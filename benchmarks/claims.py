@@ -61,6 +61,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
+from action_recognition import add_cell_flags  # noqa: E402
+from action_recognition import cell_arguments  # noqa: E402
 
 import keras_cbm.datasets  # noqa: E402  (registers the builders)
 from keras_cbm import data  # noqa: E402
@@ -112,6 +114,7 @@ def parse_args(argv=None):
     add("--coherence-weight", type=float, default=0.8)
     add("--test-videos", type=int, default=None, help="Default: all.")
     add("--output", default="outputs/claims")
+    add_cell_flags(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.config = "recognition_small"
@@ -127,8 +130,9 @@ def parse_args(argv=None):
     return args
 
 
-def classifier(depth, filters, cell, frame_shape, batch_norm=True):
-    """Per-frame logits from a `DeepCBM` stack of `cell` layers."""
+def classifier(depth, filters, cell, frame_shape, batch_norm=True, **cbm_cell):
+    """Per-frame logits from a `DeepCBM` stack of `cell` layers; `cbm_cell`:
+    CBM cell keywords (e.g. `merge`) for `cell="cbm"`."""
     cbm = cell == "cbm"
     frames = keras.Input((None,) + frame_shape, name="frames")
     features = DeepCBM(
@@ -144,6 +148,7 @@ def classifier(depth, filters, cell, frame_shape, batch_norm=True):
         kernel_initializer=REFERENCE_INITIALIZER if cbm else "glorot_uniform",
         recurrent_initializer=REFERENCE_INITIALIZER if cbm else "orthogonal",
         name="deep_cbm",
+        **cbm_cell,
     )(frames)
     logits = classification_head(NUM_CLASSES)(features)
     return keras.Model(frames, logits, name=f"{cell}{depth}")
@@ -261,6 +266,7 @@ def run_row(
         settings["cell"],
         frame_shape,
         settings["batch_norm"],
+        **(cell_arguments(args) if settings["cell"] == "cbm" else {}),
     )
     trainer = training.CoherenceModel(
         net, coherence_weight=settings["coherence"]

@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the main job's settings, fresh-process
-runs with JSON out, resident-memory measurements and PASS/MISS verdicts.
+runs with JSON out, resident-memory measurements, PASS/MISS verdicts and
+the results files that README and docs/ quote (`write_results`).
 
 Importing it has no side effect and loads neither Keras nor TensorFlow (the
 GPU machine has no TensorFlow).
@@ -14,6 +15,8 @@ into the next:
     result = harness.run_fresh(__file__, ["--worker", "clips", "64"])
 """
 
+import datetime
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -22,6 +25,9 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The results files: every figure README and docs/ quote is read from one
+# (`tests/figures_test.py` checks the quotes against them).
+RESULTS = ROOT / "benchmarks" / "results"
 # Scripts run from a checkout without installing the package; the main job's
 # flags come from the example itself.
 for path in (str(ROOT), str(ROOT / "examples")):
@@ -173,3 +179,56 @@ def check(name, value, goal, at_most=True, unit="x"):
         f"{verdict(value, goal, at_most)}",
         flush=True,
     )
+
+
+def _versions():
+    versions = {}
+    for package in ("keras-cbm", "keras", "keras-nightly", "tensorflow", "jax"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if commit:
+        versions["keras_cbm commit"] = commit
+    return versions
+
+
+def write_results(name, values, argv=None):
+    """Writes `benchmarks/results/<name>.json`: `values` with the command
+    that measured them, the date and the package versions.
+
+    Args:
+        name: The file's name, without `.json`.
+        values: JSON-serialisable results (numbers the docs quote).
+        argv: The script's arguments; default: this process's.
+
+    Returns:
+        The path written.
+    """
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    with open(path, "w") as file:
+        json.dump(
+            {
+                "command": " ".join(["python", str(script), *arguments]),
+                "date": datetime.date.today().isoformat(),
+                "versions": _versions(),
+                "values": values,
+            },
+            file,
+            indent=1,
+        )
+        file.write("\n")
+    return path

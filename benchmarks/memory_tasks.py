@@ -217,8 +217,10 @@ def parse_args(argv=None):
     return args
 
 
-def classifier(family, depth, readout, filters, frame_shape, classes):
-    settings = dict(MODELS[family])
+def classifier(settings, depth, readout, filters, frame_shape, classes):
+    """A `DeepCBM` classifier of the last frame; `settings`: the stack's
+    keyword arguments (a `MODELS` entry), `"stack"` its class."""
+    settings = dict(settings)
     stack = settings.pop("stack", DeepCBM)
     frames = keras.Input((None,) + frame_shape)
     features = stack(
@@ -235,11 +237,13 @@ def classifier(family, depth, readout, filters, frame_shape, classes):
     return keras.Model(frames, keras.layers.Dense(classes)(last))
 
 
-def train_and_score(args, family, depth, readout, rate, seed, data):
+def train_and_score(args, settings, depth, readout, rate, seed, data):
+    """Trains one model; its accuracy on each evaluation split of `data`
+    (`[(train_x, train_y), *evaluations]`)."""
     (train_x, train_y), *evaluations = data
     keras.utils.set_random_seed(seed)
     model = classifier(
-        family,
+        settings,
         depth,
         readout,
         args.filters,
@@ -283,7 +287,7 @@ def run(args):
                             [
                                 train_and_score(
                                     args,
-                                    family,
+                                    MODELS[family],
                                     depth,
                                     readout,
                                     rate,

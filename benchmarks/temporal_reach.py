@@ -32,7 +32,12 @@ DISTANCES = (1, 5, 10, 20, 30)
 def reach(family, depth, videos, filters):
     keras.utils.set_random_seed(0)
     model = memory_tasks.classifier(
-        family, depth, "pooled", filters, videos.shape[2:], 2
+        memory_tasks.MODELS[family],
+        depth,
+        "pooled",
+        filters,
+        videos.shape[2:],
+        2,
     )
     frames = tf.convert_to_tensor(videos)
     with tf.GradientTape() as tape:

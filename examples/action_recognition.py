@@ -45,6 +45,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # answers before they load.
 
 
+def add_cell_flags(parser):
+    """Adds the flags that change the CBM cell from the layers' defaults
+    (`cell_arguments` reads them), shared by the examples and benchmarks."""
+    parser.add_argument(
+        "--merge",
+        choices=["add", "multiply", "concat"],
+        default=None,
+        help="The CBM's merge of R and T; none: the layers' default.",
+    )
+    parser.add_argument(
+        "--recurrent-activation",
+        default=None,
+        help="The activation of the CBM's T; none: the layers' default.",
+    )
+
+
+def cell_arguments(args, base=None):
+    """The CBM cell keywords of `add_cell_flags`' flags that were given,
+    on top of `base` (e.g. `keras_cbm.layers.PAPER_CELL`)."""
+    cell = dict(base or {})
+    for name in ("merge", "recurrent_activation"):
+        if getattr(args, name, None) is not None:
+            cell[name] = getattr(args, name)
+    return cell
+
+
 def parse_args(argv=None, description=None, **defaults):
     """The flags; `defaults` replaces some of their defaults (shown by
     `--help`)."""
@@ -140,6 +166,13 @@ def parse_args(argv=None, description=None, **defaults):
         help="Train the paper's CBM cell (keras_cbm.layers.PAPER_CELL: "
         "ungated T, sigmoid, multiply merge) instead of the layers' "
         "defaults, whose gated T remembers (README, Design decisions).",
+    )
+    add_cell_flags(parser)
+    add(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Batch-normalise the CBM convolutions.",
     )
     add(
         "--blocks-per-stage",
@@ -399,12 +432,14 @@ def build_trainer(args, num_classes, frame_shape, steps):
     from keras_cbm import models
     from keras_cbm import training
 
+    cell = cell_arguments(args, layers.PAPER_CELL if args.paper_cell else {})
     net = models.standalone_classifier(
         num_classes,
         frame_shape=frame_shape,
         stage_filters=tuple(args.stage_filters),
         blocks_per_stage=args.blocks_per_stage,
-        **(layers.PAPER_CELL if args.paper_cell else {}),
+        batch_norm=args.batch_norm,
+        **cell,
     )
     trainer = training.CoherenceModel(
         net,

@@ -15,11 +15,16 @@ last observed frame" baseline, and saves the model (`.keras`), the scores
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from action_recognition import add_cell_flags  # noqa: E402
+from action_recognition import cell_arguments  # noqa: E402
 
 # TensorFlow, Keras and keras_cbm are imported in the functions that use
 # them, so that `--help` answers before they load.
@@ -64,6 +69,7 @@ def parse_args(argv=None):
         help="Folder of the outputs.",
     )
     add("--verbose", type=int, default=1, help="model.fit verbosity.")
+    add_cell_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -208,6 +214,7 @@ def main(argv=None):
         depth=args.depth,
         filters=args.filters,
         jump_stride=min(5, args.depth),
+        **cell_arguments(args),
     )
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate, clipvalue=5.0),
@@ -256,6 +263,7 @@ def main(argv=None):
         f"{means['copy_ssim'].mean():.3f}); total time "
         f"{(time.perf_counter() - start) / 60:.1f} min"
     )
+    return {name: values.tolist() for name, values in means.items()}
 
 
 if __name__ == "__main__":

@@ -199,14 +199,16 @@ def _versions():
     return versions
 
 
-def write_results(name, values, argv=None):
-    """Writes `benchmarks/results/<name>.json`: `values` with the command
-    that measured them, the date and the package versions.
+def write_results(name, values, argv=None, folder=RESULTS):
+    """Writes `<folder>/<name>.json` (`benchmarks/results/` by default):
+    `values` with the command that measured them, the date and the package
+    versions.
 
     Args:
         name: The file's name, without `.json`.
         values: JSON-serialisable results (numbers the docs quote).
         argv: The script's arguments; default: this process's.
+        folder: Where to write it.
 
     Returns:
         The path written.
@@ -217,8 +219,8 @@ def write_results(name, values, argv=None):
     except ValueError:
         pass
     arguments = sys.argv[1:] if argv is None else list(argv)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = Path(folder) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as file:
         json.dump(
             {

@@ -498,6 +498,10 @@ class BaseCBM(layers.RNN):
             unroll=unroll,
             **kwargs,
         )
+        # Keras 3.15's RNN passes its output mask (`compute_mask`) on; the
+        # 3.16 nightlies' do not. A CBM layer passes it on in both, as the
+        # docs promise masks reach the layers after it.
+        self.supports_masking = True
 
     def build(self, sequences_shape, initial_state_shape=None):
         self._check_sequences_shape(sequences_shape)

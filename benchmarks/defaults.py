@@ -88,7 +88,7 @@ DATA_DIR = str(harness.ROOT / "outputs" / "tensorflow_datasets")
 
 def floor(cell):
     """The score of a model that learned nothing: chance, or 0 dB gain."""
-    if cell in ("main_job", "anticipation") or cell.startswith("claim1"):
+    if uses_batch_norm(cell):
         return 1 / 12  # motion_order's 12 classes.
     if cell.startswith("memory"):
         return 0.5
@@ -104,6 +104,24 @@ def cell_flags(candidate):
         else:
             flags += [f"--{name.replace('_', '-')}", str(value)]
     return flags
+
+
+def uses_batch_norm(cell):
+    """Whether the cell's model normalises (so `batch_norm` matters)."""
+    return cell in ("main_job", "anticipation") or cell.startswith("claim1")
+
+
+def run_key(candidate, cell, seed):
+    """A run's key in the results file. Candidates that differ only in
+    `batch_norm` share the runs of the cells that do not normalise: the
+    first candidate with the same cell keywords owns them."""
+    if not uses_batch_norm(cell):
+        candidate = next(
+            other
+            for other in CANDIDATES
+            if cell_keywords(other) == cell_keywords(candidate)
+        )
+    return f"{candidate}|{cell}|{seed}"
 
 
 def cell_keywords(candidate):
@@ -253,11 +271,15 @@ def summarise(runs, candidates, cells):
     `candidates` run on all of `cells`, each one's worst shortfall behind
     the best, and the chosen one."""
     scores = {}
-    for key, run in runs.items():
-        candidate, cell, _ = key.split("|")
-        scores.setdefault(candidate, {}).setdefault(cell, []).append(
-            run["score"]
-        )
+    for candidate in CANDIDATES:
+        for cell in TASK_CELLS:
+            values = [
+                runs[key]["score"]
+                for key in (run_key(candidate, cell, s) for s in range(99))
+                if key in runs
+            ]
+            if values:
+                scores.setdefault(candidate, {})[cell] = values
     table = {
         candidate: {
             cell: {
@@ -355,14 +377,14 @@ def main(argv=None):
     for seed in range(args.seeds):
         for cell in args.cells:
             for candidate in args.candidates:
-                key = f"{candidate}|{cell}|{seed}"
+                key = run_key(candidate, cell, seed)
                 if key in runs:
                     continue
                 runs[key] = harness.run_fresh(
                     __file__,
                     [
                         "--worker",
-                        candidate,
+                        key.split("|")[0],
                         cell,
                         str(seed),
                         "quick" if args.quick else "full",

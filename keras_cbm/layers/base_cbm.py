@@ -24,6 +24,9 @@ MERGES = ("multiply", "add", "concat")
 # `None`: the paper's T; "input": T leaks at a rate read from the frame;
 # "recurrent": from the frame and `c_{t-1}`, as a GRU's update gate.
 TEMPORAL_GATES = (None, "input", "recurrent")
+# What `batch_norm` normalises: nothing, R's and T's input terms, R's only
+# or T's only.
+BATCH_NORMS = (False, True, "representation", "temporal")
 
 
 class CellArgument(collections.namedtuple("CellArgument", "name kind default")):
@@ -195,6 +198,10 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
         check_choice(
             "temporal_gate", arguments["temporal_gate"], TEMPORAL_GATES
         )
+        if isinstance(arguments["batch_norm"], str):
+            check_choice("batch_norm", arguments["batch_norm"], BATCH_NORMS)
+        else:
+            arguments["batch_norm"] = bool(arguments["batch_norm"])
         for name in ("dropout", "recurrent_dropout", "temporal_dropout"):
             check_rate(name, arguments[name])
         for argument in CELL_ARGUMENTS:
@@ -251,16 +258,24 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )
-        if self.batch_norm:
-            # Made here: the channel axis is known once subclasses set it.
-            self.representation_norm, self.temporal_norm = (
-                layers.BatchNormalization(
-                    axis=self.channel_axis, name=name, dtype=self.dtype_policy
-                )
-                for name in ("representation_batch_norm", "temporal_batch_norm")
+        # Made here: the channel axis is known once subclasses set it.
+        self.representation_norm, self.temporal_norm = (
+            self._batch_norm(name, projection_shape)
+            if self.batch_norm and self.batch_norm != skipped_by
+            else None
+            for name, skipped_by in (
+                ("representation_batch_norm", "temporal"),
+                ("temporal_batch_norm", "representation"),
             )
-            self.representation_norm.build(projection_shape)
-            self.temporal_norm.build(projection_shape)
+        )
+
+    def _batch_norm(self, name, projection_shape):
+        """A built `BatchNormalization` of the channels."""
+        norm = layers.BatchNormalization(
+            axis=self.channel_axis, name=name, dtype=self.dtype_policy
+        )
+        norm.build(projection_shape)
+        return norm
 
     @property
     def output_units(self):
@@ -324,14 +339,13 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
             bias_r, bias_t = ops.split(self.bias, [self.units])
             representation = self._add_bias(representation, bias_r)
             temporal_input = self._add_bias(temporal_input, bias_t)
-        if self.batch_norm:
-            if frame_mask is not None:
-                frame_mask = self._broadcast_frame_mask(
-                    frame_mask, representation
-                )
+        if self.batch_norm and frame_mask is not None:
+            frame_mask = self._broadcast_frame_mask(frame_mask, representation)
+        if self.representation_norm is not None:
             representation = self.representation_norm(
                 representation, training=training, mask=frame_mask
             )
+        if self.temporal_norm is not None:
             temporal_input, gate = self._split_gate(temporal_input)
             temporal_input = self.temporal_norm(
                 temporal_input, training=training, mask=frame_mask
@@ -393,7 +407,8 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
                 "A CBM cell with `batch_norm=True` normalises over all the "
                 "frames of a sequence, so it runs only inside its own layer "
                 "(e.g. `ConvCBM2D(..., batch_norm=True)`), not step by step "
-                "in `keras.layers.RNN`. Received: batch_norm=True"
+                "in `keras.layers.RNN`. Received: "
+                f"batch_norm={self.batch_norm!r}"
             )
         dropout_mask = self.input_dropout_mask(inputs, training)
         if dropout_mask is not None:

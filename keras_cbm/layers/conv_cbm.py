@@ -71,13 +71,15 @@ class ConvCBMCell(BaseCBMCell):
             into the input (forward values never change).
         merge: `"add"` (default, `h = r + c`), `"multiply"` (the paper's)
             or `"concat"` (`2 * filters` output channels).
-        batch_norm: Whether to batch-normalise R's and T's input
-            convolutions (`W_R * x + b_R`, `W_T * x + b_T`) before their
-            activations, with statistics over all unmasked `batch * time`
-            frames of the call. The reference normalises T's whole
-            pre-activation, `U_T * c` included, with statistics per time
-            step; here the recurrent term is left out, which keeps batch
-            statistics and moving-average updates out of the loop. The
+        batch_norm: What to batch-normalise before the activations, with
+            statistics over all unmasked `batch * time` frames of the
+            call: `True` R's and T's input convolutions (`W_R * x + b_R`,
+            `W_T * x + b_T`), `"representation"` R's only,
+            `"temporal"` T's only, `False` nothing. The reference
+            normalises T's whole pre-activation, `U_T * c` included, with
+            statistics per time step; here the recurrent term is left out,
+            which keeps batch statistics and moving-average updates out of
+            the loop. The
             layer only: a bare cell in `keras.layers.RNN` refuses it.
         temporal_gate: `"recurrent"` (default, `a_t` above), `"input"`
             (`a_t` without `U_a`) or `None` (the paper's T, no gate). `b_a`

@@ -93,7 +93,8 @@ class DeepCBM(layers.Layer):
         batch_norm: Whether to batch-normalise each layer's convolutions
             (and each shortcut convolution). CBM layers normalise R's and
             T's input convolutions before their activations
-            (`ConvCBM2D(batch_norm=True)`), with statistics over all
+            (`ConvCBM2D(batch_norm=True)`; `"representation"` or
+            `"temporal"`: R's or T's only), with statistics over all
             unmasked `batch * time` frames; the reference normalises each
             time step on its own and includes T's recurrent term.
             `keras.layers.ConvLSTM2D` has no such option, so the ConvLSTM

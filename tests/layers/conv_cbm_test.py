@@ -341,6 +341,10 @@ class BadArgumentsTest(testing.TestCase):
             ),
             ({"filters": 0}, r"`filters` must be a positive integer\. .*=0"),
             (
+                {"batch_norm": "both"},
+                r"`batch_norm` must be one of .*Received: batch_norm='both'",
+            ),
+            (
                 {"temporal_dropout": 1.5},
                 r"`temporal_dropout` must be in \[0, 1\]\. .*=1\.5",
             ),
@@ -378,12 +382,12 @@ class BadArgumentsTest(testing.TestCase):
 
 
 class BatchNormTest(testing.TestCase):
-    def _layer(self, x, **kwargs):
+    def _layer(self, x, batch_norm=True):
         layer = ConvCBM2D(
             FILTERS,
             3,
             padding="same",
-            batch_norm=True,
+            batch_norm=batch_norm,
             return_sequences=True,
             **paper_cell(),
         )
@@ -402,6 +406,20 @@ class BatchNormTest(testing.TestCase):
         self.assertAllClose(layer(x, training=True), expected, atol=1e-4)
         # At inference the moving statistics (still near 0 and 1) apply.
         self.assertNotAllClose(layer(x, training=False), expected, atol=1e-2)
+
+    @parameterized.parameters("representation", "temporal")
+    def test_normalises_one_input_projection(self, normalized):
+        x = random_sequences((BATCH, STEPS, SIZE, SIZE, CHANNELS))
+        layer, weights = self._layer(x, batch_norm=normalized)
+        expected, _ = numpy_reference.cbm_sequence(
+            x,
+            x,
+            *weights,
+            normalize=numpy_reference.batch_norm,
+            normalized=(normalized,),
+        )
+        self.assertAllClose(layer(x, training=True), expected, atol=1e-4)
+        self.assertLen(layer.non_trainable_weights, 2)  # One moving mean, var.
 
     def test_masked_frames_stay_out_of_the_statistics(self):
         x = random_sequences((BATCH, STEPS, SIZE, SIZE, CHANNELS))

@@ -68,6 +68,7 @@ def cbm_sequence(
     activation=np.tanh,
     recurrent_activation=sigmoid,
     normalize=None,
+    normalized=("representation", "temporal"),
     mask=None,
     go_backwards=False,
     initial_state=None,
@@ -81,7 +82,8 @@ def cbm_sequence(
         kernel, recurrent_kernel, bias: the layer's weights.
         normalize: Optional function applied to the stacked input terms
             `W_R * x + b_R` and `W_T * x + b_T` of all steps,
-            `(B, T, *spatial, F)`, before the recurrence (batch norm).
+            `(B, T, *spatial, F)`, before the recurrence (batch norm);
+            `normalized` names the terms it applies to.
         mask: Optional boolean `(B, T)`. As in Keras' RNNs, a masked step
             keeps the state and repeats the previous output (zeros before
             the first unmasked step).
@@ -118,7 +120,10 @@ def cbm_sequence(
     )
     pre_t = pre_t + b_t
     if normalize is not None:
-        pre_r, pre_t = normalize(pre_r), normalize(pre_t)
+        if "representation" in normalized:
+            pre_r = normalize(pre_r)
+        if "temporal" in normalized:
+            pre_t = normalize(pre_t)
     if temporal_gate:
         w_a, b_a = kernel[..., 2 * filters :], bias[2 * filters :]
         pre_a = np.stack([conv(x_t[:, t], w_a, **geometry) for t in steps], 1)

@@ -3,7 +3,8 @@ every task family at once, chosen by its worst task.
 
 Each candidate (`CANDIDATES`: the gated T with `recurrent_activation`
 tanh or sigmoid and `merge` add or multiply, and the batch normalisation of
-the models that normalise, on or off) trains on the task cells
+the models that normalise: R's and T's input terms, R's only, none) trains
+on the task cells
 (`TASK_CELLS`):
 
 * `main_job`: `examples/action_recognition.py` at its defaults (its own
@@ -58,6 +59,7 @@ CANDIDATES = {
     "tanh-multiply": {"merge": "multiply"},
     "sigmoid-add": {"recurrent_activation": "sigmoid"},
     "tanh-add-no-bn": {"batch_norm": False},
+    "tanh-add-bn-r": {"batch_norm": "representation"},
     "sigmoid-multiply-no-bn": {
         "recurrent_activation": "sigmoid",
         "merge": "multiply",
@@ -100,7 +102,7 @@ def cell_flags(candidate):
     flags = []
     for name, value in CANDIDATES[candidate].items():
         if name == "batch_norm":
-            flags.append("--batch-norm" if value else "--no-batch-norm")
+            flags.append(f"--batch-norm={str(value).lower()}")
         else:
             flags += [f"--{name.replace('_', '-')}", str(value)]
     return flags

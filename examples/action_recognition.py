@@ -170,9 +170,10 @@ def parse_args(argv=None, description=None, **defaults):
     add_cell_flags(parser)
     add(
         "--batch-norm",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Batch-normalise the CBM convolutions.",
+        choices=["true", "false", "representation", "temporal"],
+        default="true",
+        help="What to batch-normalise of the CBM convolutions: R's and T's "
+        "input terms, nothing, R's only or T's only.",
     )
     add(
         "--blocks-per-stage",
@@ -438,7 +439,9 @@ def build_trainer(args, num_classes, frame_shape, steps):
         frame_shape=frame_shape,
         stage_filters=tuple(args.stage_filters),
         blocks_per_stage=args.blocks_per_stage,
-        batch_norm=args.batch_norm,
+        batch_norm={"true": True, "false": False}.get(
+            args.batch_norm, args.batch_norm
+        ),
         **cell,
     )
     trainer = training.CoherenceModel(

@@ -82,7 +82,7 @@ def test_batch_norm_variants_share_the_runs_without_batch_norm():
         "sigmoid",
         "--merge",
         "multiply",
-        "--no-batch-norm",
+        "--batch-norm=false",
     ]
 
 

@@ -30,6 +30,7 @@ class CountingStep:
 
     def __init__(self, step):
         self.step = step
+        self.frame_spec = step.frame_spec
         self.state_specs = step.state_specs
         self.zero_states = step.zero_states
         self.batches = []

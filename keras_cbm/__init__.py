@@ -9,9 +9,9 @@ import no TensorFlow of their own (Keras' TensorFlow backend imports it);
 Every subpackage but `layers` and `models` loads when first used
 (`keras_cbm.data`); those two load with `keras_cbm` where Keras is
 installed, and `keras_cbm.serving`'s runtimes (`LiteRTStep`, `OnnxStep`,
-`StreamServer`) need neither Keras nor TensorFlow, for devices. Reading and writing video files needs PyAV
-(`pip install keras_cbm[video]`), the `moving_digits` dataset scikit-learn
-(`keras_cbm[digits]`).
+`StreamServer`) need neither Keras nor TensorFlow, for devices. Reading
+and writing video files needs PyAV (`pip install keras_cbm[video]`), the
+`moving_digits` dataset scikit-learn (`keras_cbm[digits]`).
 """
 
 import importlib

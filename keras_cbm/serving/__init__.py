@@ -10,6 +10,8 @@ without TensorFlow or Keras installed; `SavedModelStep` needs TensorFlow.
 """
 
 import importlib
+import sys
+import types
 
 from keras_cbm.serving.step_runtimes import LiteRTStep
 from keras_cbm.serving.step_runtimes import OnnxStep
@@ -39,5 +41,17 @@ def __getattr__(name):
         module = importlib.import_module(
             f"keras_cbm.serving.{_EXPORTING[name]}"
         )
-        return getattr(module, name)
+        globals()[name] = getattr(module, name)
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        # Importing the submodule `export` would set it here, over the
+        # function of that name (which `__getattr__` loads).
+        if not (name in _EXPORTING and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -15,6 +15,8 @@ from keras_cbm.keras_internals import unshadow_method
 from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
 from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.serving.frame_step import FrameStep
+from keras_cbm.serving.frame_step import input_dtype
+from keras_cbm.serving.frame_step import scaled_frames
 from keras_cbm.training.coherence_model import CoherenceModel
 
 
@@ -42,8 +44,8 @@ def _settings(model, aggregation, from_logits):
 
 
 def _input_spec(model, frame_shape):
-    """`(time, frame_shape, dtype)` of the model's frames; `time` is the
-    static time length of a functional model's input, else `None`."""
+    """`(time, frame_shape)` of the model's frames; `time` is the static
+    time length of a functional model's input, else `None`."""
     inputs = getattr(model, "inputs", None)
     if not inputs:
         if frame_shape is None:
@@ -52,7 +54,7 @@ def _input_spec(model, frame_shape):
                 f"subclassed model). Received: frame_shape=None for model "
                 f"'{model.name}'"
             )
-        return None, tuple(frame_shape), model.compute_dtype
+        return None, tuple(frame_shape)
     if len(inputs) != 1 or len(inputs[0].shape) < 3:
         raise ValueError(
             "`model` must take one input, frames (batch, time, "
@@ -64,10 +66,10 @@ def _input_spec(model, frame_shape):
             f"`frame_shape` must be the model's, {tuple(shape)}. Received: "
             f"frame_shape={frame_shape!r}"
         )
-    return time, tuple(shape), inputs[0].dtype
+    return time, tuple(shape)
 
 
-def _is_per_frame(model, time, frame_shape, dtype):
+def _is_per_frame(model, time, frame_shape):
     """Whether `model` maps `(batch, time, ...)` to `(batch, time, classes)`.
 
     A functional model tells from its symbolic outputs; a subclassed one
@@ -82,7 +84,9 @@ def _is_per_frame(model, time, frame_shape, dtype):
         for length in lengths:
             outputs = keras.tree.flatten(
                 model(
-                    keras.ops.zeros((1, length) + frame_shape, dtype),
+                    keras.ops.zeros(
+                        (1, length) + frame_shape, input_dtype(model)
+                    ),
                     training=False,
                 )
             )
@@ -186,8 +190,10 @@ def export(
     The SavedModel (written with `keras.export.ExportArchive`) serves
     without `keras_cbm` or Keras, from `tf.saved_model.load` or TensorFlow
     Serving. Every signature takes uint8 frames, multiplies them by `scale`
-    in the model's input dtype and runs the model in inference mode
-    (`training=False`).
+    in the model's input dtype (`keras_cbm.serving.frame_step.input_dtype`:
+    its `keras.Input`'s, else its compute dtype; the one rule of every
+    signature and trainer, also under `mixed_float16`) and runs the model in
+    inference mode (`training=False`).
 
     A per-frame classifier, a model of frames `(batch, time,
     *frame_shape)` to outputs `(batch, time, classes)` (`Sequential`,
@@ -307,7 +313,7 @@ def export(
     """
     model, aggregation, from_logits = _settings(model, aggregation, from_logits)
     _check_scale(scale)
-    time, frame_shape, dtype = _input_spec(model, frame_shape)
+    time, frame_shape = _input_spec(model, frame_shape)
     if None in frame_shape:
         raise ValueError(
             "`model` must take frames of a static shape, (batch, time, "
@@ -316,14 +322,14 @@ def export(
         )
 
     def model_input(frames):
-        return tf.cast(frames, dtype) * tf.cast(scale, dtype)
+        return scaled_frames(frames, model, scale)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     frames_spec = tf.TensorSpec(
         (None, time) + frame_shape, "uint8", name="frames"
     )
-    if _is_per_frame(model, time, frame_shape, dtype):
+    if _is_per_frame(model, time, frame_shape):
         if time is not None:
             raise ValueError(
                 "`model` must take videos of any length (time None): `step` "

@@ -75,7 +75,9 @@ def check_step_inputs(frames, states, frame_spec, state_specs):
     batch = len(frames)
     return frames, [
         check_array(
-            f"states[{k}]", state, spec._replace(shape=(batch,) + spec.shape[1:])
+            f"states[{k}]",
+            state,
+            spec._replace(shape=(batch,) + spec.shape[1:]),
         )
         for k, (state, spec) in enumerate(zip(states, state_specs, strict=True))
     ]

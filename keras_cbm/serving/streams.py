@@ -117,9 +117,7 @@ class StreamServer:
                 another dtype or shape (nothing is queued).
         """
         spec = self.step.frame_spec
-        frame = check_array(
-            "frame", frame, spec._replace(shape=spec.shape[1:])
-        )
+        frame = check_array("frame", frame, spec._replace(shape=spec.shape[1:]))
         with self._lock:
             self._queue(stream).append(frame)
 

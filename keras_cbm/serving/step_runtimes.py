@@ -34,11 +34,11 @@ def check_array(name, value, spec):
     """
     array = np.asarray(value)
     if array.dtype != spec.dtype or not _fits(array.shape, spec.shape):
-        shape = tuple("batch" if size is None else size for size in spec.shape)
+        sizes = ["batch" if size is None else str(size) for size in spec.shape]
         raise ValueError(
             f"`{name}` must be {np.dtype(spec.dtype).name} of shape "
-            f"{shape}. Received: {name} of dtype {array.dtype} and shape "
-            f"{array.shape}"
+            f"({', '.join(sizes)}{',' * (len(sizes) == 1)}). Received: "
+            f"{name} of dtype {array.dtype} and shape {array.shape}"
         )
     return array
 

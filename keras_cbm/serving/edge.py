@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cbm.keras_internals import sub_layers
+from keras_cbm.serving.export import _check_backend
 from keras_cbm.serving.export import _check_scale
 from keras_cbm.serving.export import _settings
 from keras_cbm.serving.frame_step import FrameStep
@@ -80,11 +81,14 @@ def export_step(
         `path`.
 
     Raises:
-        ValueError: For a model whose recurrent layers cannot run from given
-            states (`Bidirectional`, `go_backwards`, `stateful`), naming the
-            layer and why; for a LiteRT model that would need operations
-            outside LiteRT's builtin ones, naming the layers that hold them
-            and the operations; for bad arguments.
+        ValueError: Under a backend other than TensorFlow, at once (export a
+            model trained under JAX or PyTorch after `keras.saving.
+            load_model` under TensorFlow); for a model whose recurrent
+            layers cannot run from given states (`Bidirectional`,
+            `go_backwards`, `stateful`), naming the layer and why; for a
+            LiteRT model that would need operations outside LiteRT's
+            builtin ones, naming the layers that hold them and the
+            operations; for bad arguments.
 
     Example:
 
@@ -110,6 +114,7 @@ def export_step(
     >>> probabilities.shape
     (2, 3)
     """
+    _check_backend("export_step")
     model, _, from_logits = _settings(model, None, from_logits)
     _check_scale(scale)
     if format not in FORMATS:

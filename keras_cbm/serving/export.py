@@ -2,9 +2,11 @@
 a whole-video signature and a frame-by-frame one, any other model with a
 signature from observed frames to its outputs."""
 
+import argparse
 import contextlib
 import math
 import numbers
+import os
 
 import keras
 import tensorflow as tf
@@ -18,6 +20,26 @@ from keras_cbm.serving.frame_step import FrameStep
 from keras_cbm.serving.frame_step import input_dtype
 from keras_cbm.serving.frame_step import scaled_frames
 from keras_cbm.training.coherence_model import CoherenceModel
+
+# How to export a model trained under another backend, for the refusal.
+_UNDER_TENSORFLOW = (
+    "save the model (`model.save('model.keras')`) and export it in a "
+    "process with the TensorFlow backend, e.g. `KERAS_BACKEND=tensorflow "
+    "python -m keras_cbm.serving.export model.keras SAVED_MODEL_DIR`"
+)
+
+
+def _check_backend(function):
+    """Refuses, at once, to export under a backend other than TensorFlow:
+    the signatures are TensorFlow graphs of the model's own call (Keras'
+    `ExportArchive` would convert a JAX model's call through `jax2tf`, but
+    not the TensorFlow checks and state plumbing around it)."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            f"`{function}` needs Keras' TensorFlow backend; "
+            f"{_UNDER_TENSORFLOW}. Received: backend '{backend}'"
+        )
 
 
 def _settings(model, aggregation, from_logits):
@@ -283,11 +305,14 @@ def export(
         `path`.
 
     Raises:
-        ValueError: For a per-frame classifier whose recurrent layers cannot
-            run from given states (`Bidirectional`, `go_backwards`,
-            `stateful`, a layer called twice per run), naming the layer and
-            why, as `RecurrentStates` does; for a model whose input or
-            frame shape is unknown or not static.
+        ValueError: Under a backend other than TensorFlow, at once, saying
+            how to export (save the model, then `python -m
+            keras_cbm.serving.export` under TensorFlow); for a per-frame
+            classifier whose recurrent layers cannot run from given states
+            (`Bidirectional`, `go_backwards`, `stateful`, a layer called
+            twice per run), naming the layer and why, as
+            `RecurrentStates` does; for a model whose input or frame shape
+            is unknown or not static.
 
     Example:
 
@@ -311,6 +336,7 @@ def export(
     >>> served.signatures["state_layers"]()["layers"].numpy()
     array([b'cbm'], dtype=object)
     """
+    _check_backend("export")
     model, aggregation, from_logits = _settings(model, aggregation, from_logits)
     _check_scale(scale)
     time, frame_shape = _input_spec(model, frame_shape)
@@ -439,3 +465,32 @@ def _add_classifier_endpoints(
         "step", step, input_signature=[frame_spec] + state_specs
     )
     archive.add_endpoint("state_layers", layers, input_signature=[])
+
+
+def main(argv=None):
+    """`python -m keras_cbm.serving.export MODEL SAVED_MODEL_DIR`: exports
+    a saved `.keras` model (trained under any backend) with TensorFlow."""
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_cbm.serving.export",
+        description=main.__doc__.split(":", 1)[1].strip(),
+    )
+    parser.add_argument("model", help="The `.keras` file.")
+    parser.add_argument("path", help="The SavedModel's directory.")
+    parser.add_argument(
+        "--scale", type=float, default=1 / 255, help="See `export`."
+    )
+    args = parser.parse_args(argv)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(
+            "Run with KERAS_BACKEND=tensorflow. Received: backend "
+            f"'{keras.backend.backend()}'"
+        )
+    # Registers `keras_cbm`'s trainers for `load_model`.
+    import keras_cbm.training  # noqa: F401
+
+    model = keras.saving.load_model(args.model)
+    print(export(model, os.path.abspath(args.path), scale=args.scale))
+
+
+if __name__ == "__main__":
+    main()

@@ -220,7 +220,8 @@ def export(
     A per-frame classifier, a model of frames `(batch, time,
     *frame_shape)` to outputs `(batch, time, classes)` (`Sequential`,
     functional or subclassed, with any recurrent layers: keras_cbm's,
-    `DeepCBM`, `LSTM`, `GRU`, `ConvLSTM*`, `keras.layers.RNN(cell)`), gets
+    `DeepCBM`, `LSTM`, `GRU`, `ConvLSTM*`, `keras.layers.RNN(cell)` or
+    stacked cells), gets
     three signatures:
 
     - `classify(frames)`: `frames` uint8 `(batch, time, *frame_shape)`, a
@@ -261,7 +262,8 @@ def export(
     `frames` is input #0, then `state_1`, ...). States whose batch size
     differs from the frame's are refused in the graph, naming the state.
     NumPy arrays are cast to the signature's dtype by the binding (a float
-    frame to uint8): send tensors to have the dtype checked.
+    frame to uint8): send tensors to have the dtype checked, or run `step`
+    with `keras_cbm.serving.SavedModelStep`, which refuses other dtypes.
 
     Client of a per-frame classifier (TensorFlow only; `video` a uint8
     array `(time, *frame_shape)`):

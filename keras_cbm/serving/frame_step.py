@@ -55,8 +55,8 @@ class FrameStep(keras.Model):
     Wraps `model` (frames `(batch, time, *frame_shape)` to per-frame outputs
     `(batch, time, classes)`), any model `keras_cbm.models.RecurrentStates`
     takes: CBM layers (gated or the paper's cell), `DeepCBM`,
-    `ConvLSTM1D/2D/3D`, `LSTM`, `GRU`, `keras.layers.RNN(cell)`,
-    `TimeDistributed` parts. A call runs the model over one frame with every
+    `ConvLSTM1D/2D/3D`, `LSTM`, `GRU`, `keras.layers.RNN(cell)`, stacked
+    cells `keras.layers.RNN([cell, cell])`, `TimeDistributed` parts. A call runs the model over one frame with every
     recurrent loop unrolled, so the traced graph holds the step's operations
     only: what `model.export(format="litert")` writes with builtin ops and
     `format="onnx"` converts (`keras_cbm.serving.export_step` does both).
@@ -65,7 +65,11 @@ class FrameStep(keras.Model):
     layer in the model's tracking order, each layer's states in the order its
     `initial_state` takes them (`[c]` for a CBM layer, `[h, c]` for `LSTM`
     and `ConvLSTM*`, `[h]` for `GRU`), named `state_1` ... `state_N`; zeros
-    start a video, as in the SavedModel's `step`.
+    start a video, as in the SavedModel's `step`. A masked frame (a
+    `keras.layers.Masking` before the recurrent layers) keeps every state,
+    but each recurrent layer outputs zeros there, where one run repeats the
+    last unmasked frame's output; with `zero_output_for_mask=True` on every
+    recurrent layer both give zeros (docs/serving.md, "Masked frames").
 
     Args:
         model: A Keras model of frames `(batch, time, *frame_shape)` to

@@ -56,9 +56,10 @@ class FrameStep(keras.Model):
     `(batch, time, classes)`), any model `keras_cbm.models.RecurrentStates`
     takes: CBM layers (gated or the paper's cell), `DeepCBM`,
     `ConvLSTM1D/2D/3D`, `LSTM`, `GRU`, `keras.layers.RNN(cell)`, stacked
-    cells `keras.layers.RNN([cell, cell])`, `TimeDistributed` parts. A call runs the model over one frame with every
-    recurrent loop unrolled, so the traced graph holds the step's operations
-    only: what `model.export(format="litert")` writes with builtin ops and
+    cells `keras.layers.RNN([cell, cell])`, `TimeDistributed` parts. A call
+    runs the model over one frame with every recurrent loop unrolled, so the
+    traced graph holds the step's operations only: what
+    `model.export(format="litert")` writes with builtin ops and
     `format="onnx"` converts (`keras_cbm.serving.export_step` does both).
 
     The states are those of `RecurrentStates`, flattened: recurrent layer by

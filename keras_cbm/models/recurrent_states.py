@@ -102,8 +102,7 @@ class RecurrentStates:
     `initial_state` takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM`
     and `ConvLSTM*`, `[h]` for `GRU`, the cells' states one after the other
     for stacked cells (`keras.layers.RNN([LSTMCell, GRUCell])`: `[h1, c1,
-    h2]`). Each recurrent layer must be called once
-    per run of the model.
+    h2]`). Each recurrent layer must be called once per run of the model.
 
     Runs are thread-safe and re-entrant: what a run gives and gathers
     belongs to its own thread (threads of a server, `tf.distribute` replica

@@ -34,8 +34,11 @@ Frames are resized to `--frame-size` (32) in `--color-mode`.
 
 import argparse
 import collections
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -518,10 +521,42 @@ def plot_history(history, path, title, chance):
     plt.close(figure)
 
 
-def run(args, config_name=None, task="action recognition"):
+def export_saved_model(trainer, model_path, saved_model_path):
+    """The trained model's SavedModel, written with TensorFlow: in this
+    process on its backend, else from the saved `.keras` in a fresh
+    TensorFlow process (export traces the model into TensorFlow graphs).
+    Returns what the run prints for it."""
     import keras
 
     from keras_cbm import serving
+
+    # The model was trained on the frames' uint8 values as they are.
+    if keras.backend.backend() == "tensorflow":
+        serving.export(trainer, saved_model_path, scale=1)
+        return saved_model_path
+    command = [
+        "python",
+        "-m",
+        "keras_cbm.serving.export",
+        model_path,
+        saved_model_path,
+        "--scale=1",
+    ]
+    if importlib.util.find_spec("tensorflow") is None:
+        return "not written (needs TensorFlow): KERAS_BACKEND=tensorflow " + (
+            " ".join(command)
+        )
+    subprocess.run(
+        [sys.executable] + command[1:],
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return f"{saved_model_path} (exported under TensorFlow)"
+
+
+def run(args, config_name=None, task="action recognition"):
+    import keras
 
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
@@ -572,8 +607,7 @@ def run(args, config_name=None, task="action recognition"):
         f"{depth}-layer CBM, {task} on {splits.name}",
         chance,
     )
-    # The model was trained on the frames' uint8 values as they are.
-    serving.export(trainer, saved_model_path, scale=1)
+    saved_model = export_saved_model(trainer, model_path, saved_model_path)
     with open(history_path, "w") as file:
         json.dump(
             {
@@ -588,7 +622,7 @@ def run(args, config_name=None, task="action recognition"):
     seconds = time.perf_counter() - start
     print(f"Model (.keras):   {model_path}")
     print(f"Training curves:  {curves_path}")
-    print(f"SavedModel:       {saved_model_path}")
+    print(f"SavedModel:       {saved_model}")
     print(f"History:          {history_path}")
     print(
         f"Test accuracy (per video, {splits.num_test} videos): "

@@ -9,6 +9,7 @@ part uses TensorFlow only, as a server would.
 """
 
 import argparse
+import os
 import tempfile
 
 import numpy as np
@@ -96,6 +97,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # It exports: TensorFlow's backend whatever the environment says (a
+    # model trained under JAX loads and exports under TensorFlow).
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     # Imported after parsing, so that `--help` answers at once.
     from keras_cbm.serving import export
 

@@ -76,6 +76,9 @@ def decoded_frames(path, frame_shape, frame_stride):
 
 def main(argv=None):
     args = parse_args(argv)
+    # It exports: TensorFlow's backend whatever the environment says (a
+    # model trained under JAX loads and exports under TensorFlow).
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     import keras
     import numpy as np
 

@@ -7,23 +7,33 @@ import no TensorFlow of their own (Keras' TensorFlow backend imports it);
 `training.MultiWorkerFit` / `MultiWorkerCoherenceModel` and the subpackages
 `data`, `datasets`, `metrics`, `serving` and `tuning` are TensorFlow's.
 Every subpackage but `layers` and `models` loads when first used
-(`keras_cbm.data`). Reading and writing video files needs PyAV
-(`pip install keras_cbm[video]`), the `moving_digits` dataset scikit-learn
-(`keras_cbm[digits]`).
+(`keras_cbm.data`); those two load with `keras_cbm` where Keras is
+installed, and `keras_cbm.serving`'s runtimes (`LiteRTStep`, `OnnxStep`,
+`StreamServer`) need neither Keras nor TensorFlow, for devices. Reading
+and writing video files needs PyAV (`pip install keras_cbm[video]`), the
+`moving_digits` dataset scikit-learn (`keras_cbm[digits]`).
 """
 
 import importlib
 
-# The layers and models register their classes for `keras.saving` on
-# import, so that a saved model loads after `import keras_cbm`.
-from keras_cbm import layers as layers
-from keras_cbm import models as models
+try:
+    import keras  # noqa: F401
+except ImportError:
+    # A device running an exported step: the serving runtimes need no Keras.
+    pass
+else:
+    # The layers and models register their classes for `keras.saving` on
+    # import, so that a saved model loads after `import keras_cbm`.
+    from keras_cbm import layers as layers
+    from keras_cbm import models as models
 
 LAZY_SUBPACKAGES = (
     "data",
     "datasets",
+    "layers",
     "losses",
     "metrics",
+    "models",
     "serving",
     "training",
     "tuning",
@@ -31,7 +41,8 @@ LAZY_SUBPACKAGES = (
 
 
 def __getattr__(name):
-    # The other subpackages load when first used: most are TensorFlow's.
+    # The other subpackages load when first used: most are TensorFlow's
+    # (`layers` and `models` only here where Keras is missing: the error).
     if name in LAZY_SUBPACKAGES:
         return importlib.import_module(f"keras_cbm.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

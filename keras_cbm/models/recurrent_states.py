@@ -98,10 +98,11 @@ class RecurrentStates:
     states the previous one returned, equals one run over the video.
 
     States are a list with one entry per recurrent layer, in the order of
-    `layers`, each the list of that layer's states as its `initial_state`
-    takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM` and
-    `ConvLSTM*`, `[h]` for `GRU`. Each recurrent layer must be called once
-    per run of the model.
+    `layers`, each the flat list of that layer's states in the order its
+    `initial_state` takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM`
+    and `ConvLSTM*`, `[h]` for `GRU`, the cells' states one after the other
+    for stacked cells (`keras.layers.RNN([LSTMCell, GRUCell])`: `[h1, c1,
+    h2]`). Each recurrent layer must be called once per run of the model.
 
     Runs are thread-safe and re-entrant: what a run gives and gathers
     belongs to its own thread (threads of a server, `tf.distribute` replica
@@ -278,7 +279,7 @@ def _dispatching_call(layer, call):
         if frame is not None:
             handed = frame.handed[id(layer)]
             if handed is not None:
-                initial_state = handed
+                initial_state = _nested_states(layer, handed)
             if frame.mask is not None:
                 # The handed mask is the sequence's own: it replaces
                 # whatever mask Keras propagated to the layer.
@@ -288,6 +289,20 @@ def _dispatching_call(layer, call):
         )
 
     return dispatching_call
+
+
+def _nested_states(layer, states):
+    """The flat list `states` in the structure `layer`'s cell takes: a
+    list of lists for stacked cells (`keras.layers.RNN([cell, cell])`),
+    the list itself for any other layer."""
+    structure = layer.get_initial_state(batch_size=1)
+    count = len(keras.tree.flatten(structure))
+    if len(states) != count:
+        raise ValueError(
+            f"The states of recurrent layer '{layer.name}' must be a list "
+            f"of {count} tensors. Received: {len(states)} states"
+        )
+    return keras.tree.pack_sequence_as(structure, list(states))
 
 
 def _recording_loop(layer, inner_loop):
@@ -306,7 +321,10 @@ def _recording_loop(layer, inner_loop):
             # As `keras.layers.RNN.call` returns them.
             frame.record(
                 layer,
-                [ops.cast(state, layer.compute_dtype) for state in states],
+                [
+                    ops.cast(state, layer.compute_dtype)
+                    for state in keras.tree.flatten(states)
+                ],
             )
         return last_output, outputs, states
 

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cbm.keras_internals import sub_layers
+from keras_cbm.serving.export import _check_backend
 from keras_cbm.serving.export import _check_scale
 from keras_cbm.serving.export import _settings
 from keras_cbm.serving.frame_step import FrameStep
@@ -65,10 +66,11 @@ def export_step(
         format: `"litert"` or `"onnx"`.
         quantization: `None` (float32), or for LiteRT `"float16"`,
             `"dynamic_range"` or `"int8"`.
-        representative_videos: uint8 videos `(batch, time, *frame_shape)`,
+        representative_videos: uint8 videos `(time, *frame_shape)` of any
+            lengths, in a list or an array `(batch, time, *frame_shape)`,
             needed by `"int8"`: every frame of every video, with the states
-            it meets, calibrates the ranges (a few hundred frames of real
-            videos).
+            it meets streamed from zero states, calibrates the ranges (a
+            few hundred frames of real videos).
         from_logits: Whether `model` outputs logits; `None` takes the
             `CoherenceModel`'s, or `True`.
         scale: Positive number, the factor from uint8 to the model's input.
@@ -79,11 +81,14 @@ def export_step(
         `path`.
 
     Raises:
-        ValueError: For a model whose recurrent layers cannot run from given
-            states (`Bidirectional`, `go_backwards`, `stateful`), naming the
-            layer and why; for a LiteRT model that would need operations
-            outside LiteRT's builtin ones, naming the layers that hold them
-            and the operations; for bad arguments.
+        ValueError: Under a backend other than TensorFlow, at once (export a
+            model trained under JAX or PyTorch after `keras.saving.
+            load_model` under TensorFlow); for a model whose recurrent
+            layers cannot run from given states (`Bidirectional`,
+            `go_backwards`, `stateful`), naming the layer and why; for a
+            LiteRT model that would need operations outside LiteRT's
+            builtin ones, naming the layers that hold them and the
+            operations; for bad arguments.
 
     Example:
 
@@ -109,6 +114,7 @@ def export_step(
     >>> probabilities.shape
     (2, 3)
     """
+    _check_backend("export_step")
     model, _, from_logits = _settings(model, None, from_logits)
     _check_scale(scale)
     if format not in FORMATS:
@@ -177,40 +183,49 @@ def export_step(
 
 
 def _checked_videos(videos, frame_shape):
-    videos = np.asarray(videos)
-    if (
-        videos.dtype != np.uint8
-        or videos.ndim != len(frame_shape) + 2
-        or videos.shape[2:] != frame_shape
-        or 0 in videos.shape[:2]
-    ):
+    """`videos` as a list of uint8 arrays `(time, *frame_shape)`, refused
+    unless each has at least one frame; their lengths may differ."""
+    checked = [np.asarray(video) for video in videos]
+    for k, video in enumerate(checked):
+        if (
+            video.dtype != np.uint8
+            or video.shape[1:] != frame_shape
+            or len(video) == 0
+        ):
+            raise ValueError(
+                "`representative_videos` must be uint8 videos (time, "
+                f"*{frame_shape}) of at least one frame each, of any "
+                "lengths (an array (batch, time, *frame_shape) or a list). "
+                f"Received: representative_videos[{k}] of shape "
+                f"{video.shape} and dtype {video.dtype}"
+            )
+    if not checked:
         raise ValueError(
-            "`representative_videos` must be uint8 videos (batch, time, "
-            f"*{frame_shape}) with at least one frame. Received: "
-            f"representative_videos of shape {videos.shape} and dtype "
-            f"{videos.dtype}"
+            "`representative_videos` must hold at least one video. "
+            "Received: representative_videos with none"
         )
-    return videos
+    return checked
 
 
 def _representative_inputs(step, videos):
     """The calibration set of `"int8"`: every frame of `videos` with the
-    states the float step meets there, one stream at a time."""
+    states the float step meets there, one video at a time from zero
+    states (so that their lengths may differ)."""
 
     def inputs():
-        states = step.zero_states(len(videos))
-        for t in range(videos.shape[1]):
-            frames = videos[:, t]
-            for k in range(len(videos)):
-                yield {
-                    "frame": frames[k : k + 1],
+        for video in videos:
+            states = step.zero_states(1)
+            for frame in video:
+                inputs = {
+                    "frame": frame[None],
                     **{
-                        name: np.asarray(state[k : k + 1])
+                        name: np.asarray(state)
                         for name, state in states.items()
                     },
                 }
-            outputs = step({"frame": frames, **states})
-            states = {name: outputs[f"next_{name}"] for name in states}
+                yield inputs
+                outputs = step(inputs)
+                states = {name: outputs[f"next_{name}"] for name in states}
 
     return inputs
 

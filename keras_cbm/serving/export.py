@@ -2,9 +2,11 @@
 a whole-video signature and a frame-by-frame one, any other model with a
 signature from observed frames to its outputs."""
 
+import argparse
 import contextlib
 import math
 import numbers
+import os
 
 import keras
 import tensorflow as tf
@@ -15,7 +17,29 @@ from keras_cbm.keras_internals import unshadow_method
 from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
 from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.serving.frame_step import FrameStep
+from keras_cbm.serving.frame_step import input_dtype
+from keras_cbm.serving.frame_step import scaled_frames
 from keras_cbm.training.coherence_model import CoherenceModel
+
+# How to export a model trained under another backend, for the refusal.
+_UNDER_TENSORFLOW = (
+    "save the model (`model.save('model.keras')`) and export it in a "
+    "process with the TensorFlow backend, e.g. `KERAS_BACKEND=tensorflow "
+    "python -m keras_cbm.serving.export model.keras SAVED_MODEL_DIR`"
+)
+
+
+def _check_backend(function):
+    """Refuses, at once, to export under a backend other than TensorFlow:
+    the signatures are TensorFlow graphs of the model's own call (Keras'
+    `ExportArchive` would convert a JAX model's call through `jax2tf`, but
+    not the TensorFlow checks and state plumbing around it)."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            f"`{function}` needs Keras' TensorFlow backend; "
+            f"{_UNDER_TENSORFLOW}. Received: backend '{backend}'"
+        )
 
 
 def _settings(model, aggregation, from_logits):
@@ -42,8 +66,8 @@ def _settings(model, aggregation, from_logits):
 
 
 def _input_spec(model, frame_shape):
-    """`(time, frame_shape, dtype)` of the model's frames; `time` is the
-    static time length of a functional model's input, else `None`."""
+    """`(time, frame_shape)` of the model's frames; `time` is the static
+    time length of a functional model's input, else `None`."""
     inputs = getattr(model, "inputs", None)
     if not inputs:
         if frame_shape is None:
@@ -52,7 +76,7 @@ def _input_spec(model, frame_shape):
                 f"subclassed model). Received: frame_shape=None for model "
                 f"'{model.name}'"
             )
-        return None, tuple(frame_shape), model.compute_dtype
+        return None, tuple(frame_shape)
     if len(inputs) != 1 or len(inputs[0].shape) < 3:
         raise ValueError(
             "`model` must take one input, frames (batch, time, "
@@ -64,10 +88,10 @@ def _input_spec(model, frame_shape):
             f"`frame_shape` must be the model's, {tuple(shape)}. Received: "
             f"frame_shape={frame_shape!r}"
         )
-    return time, tuple(shape), inputs[0].dtype
+    return time, tuple(shape)
 
 
-def _is_per_frame(model, time, frame_shape, dtype):
+def _is_per_frame(model, time, frame_shape):
     """Whether `model` maps `(batch, time, ...)` to `(batch, time, classes)`.
 
     A functional model tells from its symbolic outputs; a subclassed one
@@ -82,7 +106,9 @@ def _is_per_frame(model, time, frame_shape, dtype):
         for length in lengths:
             outputs = keras.tree.flatten(
                 model(
-                    keras.ops.zeros((1, length) + frame_shape, dtype),
+                    keras.ops.zeros(
+                        (1, length) + frame_shape, input_dtype(model)
+                    ),
                     training=False,
                 )
             )
@@ -186,13 +212,16 @@ def export(
     The SavedModel (written with `keras.export.ExportArchive`) serves
     without `keras_cbm` or Keras, from `tf.saved_model.load` or TensorFlow
     Serving. Every signature takes uint8 frames, multiplies them by `scale`
-    in the model's input dtype and runs the model in inference mode
-    (`training=False`).
+    in the model's input dtype (`keras_cbm.serving.frame_step.input_dtype`:
+    its `keras.Input`'s, else its compute dtype; the one rule of every
+    signature and trainer, also under `mixed_float16`) and runs the model in
+    inference mode (`training=False`).
 
     A per-frame classifier, a model of frames `(batch, time,
     *frame_shape)` to outputs `(batch, time, classes)` (`Sequential`,
     functional or subclassed, with any recurrent layers: keras_cbm's,
-    `DeepCBM`, `LSTM`, `GRU`, `ConvLSTM*`, `keras.layers.RNN(cell)`), gets
+    `DeepCBM`, `LSTM`, `GRU`, `ConvLSTM*`, `keras.layers.RNN(cell)` or
+    stacked cells), gets
     three signatures:
 
     - `classify(frames)`: `frames` uint8 `(batch, time, *frame_shape)`, a
@@ -233,7 +262,8 @@ def export(
     `frames` is input #0, then `state_1`, ...). States whose batch size
     differs from the frame's are refused in the graph, naming the state.
     NumPy arrays are cast to the signature's dtype by the binding (a float
-    frame to uint8): send tensors to have the dtype checked.
+    frame to uint8): send tensors to have the dtype checked, or run `step`
+    with `keras_cbm.serving.SavedModelStep`, which refuses other dtypes.
 
     Client of a per-frame classifier (TensorFlow only; `video` a uint8
     array `(time, *frame_shape)`):
@@ -277,11 +307,14 @@ def export(
         `path`.
 
     Raises:
-        ValueError: For a per-frame classifier whose recurrent layers cannot
-            run from given states (`Bidirectional`, `go_backwards`,
-            `stateful`, a layer called twice per run), naming the layer and
-            why, as `RecurrentStates` does; for a model whose input or
-            frame shape is unknown or not static.
+        ValueError: Under a backend other than TensorFlow, at once, saying
+            how to export (save the model, then `python -m
+            keras_cbm.serving.export` under TensorFlow); for a per-frame
+            classifier whose recurrent layers cannot run from given states
+            (`Bidirectional`, `go_backwards`, `stateful`, a layer called
+            twice per run), naming the layer and why, as
+            `RecurrentStates` does; for a model whose input or frame shape
+            is unknown or not static.
 
     Example:
 
@@ -305,9 +338,10 @@ def export(
     >>> served.signatures["state_layers"]()["layers"].numpy()
     array([b'cbm'], dtype=object)
     """
+    _check_backend("export")
     model, aggregation, from_logits = _settings(model, aggregation, from_logits)
     _check_scale(scale)
-    time, frame_shape, dtype = _input_spec(model, frame_shape)
+    time, frame_shape = _input_spec(model, frame_shape)
     if None in frame_shape:
         raise ValueError(
             "`model` must take frames of a static shape, (batch, time, "
@@ -316,14 +350,14 @@ def export(
         )
 
     def model_input(frames):
-        return tf.cast(frames, dtype) * tf.cast(scale, dtype)
+        return scaled_frames(frames, model, scale)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     frames_spec = tf.TensorSpec(
         (None, time) + frame_shape, "uint8", name="frames"
     )
-    if _is_per_frame(model, time, frame_shape, dtype):
+    if _is_per_frame(model, time, frame_shape):
         if time is not None:
             raise ValueError(
                 "`model` must take videos of any length (time None): `step` "
@@ -433,3 +467,32 @@ def _add_classifier_endpoints(
         "step", step, input_signature=[frame_spec] + state_specs
     )
     archive.add_endpoint("state_layers", layers, input_signature=[])
+
+
+def main(argv=None):
+    """`python -m keras_cbm.serving.export MODEL SAVED_MODEL_DIR`: exports
+    a saved `.keras` model (trained under any backend) with TensorFlow."""
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_cbm.serving.export",
+        description=main.__doc__.split(":", 1)[1].strip(),
+    )
+    parser.add_argument("model", help="The `.keras` file.")
+    parser.add_argument("path", help="The SavedModel's directory.")
+    parser.add_argument(
+        "--scale", type=float, default=1 / 255, help="See `export`."
+    )
+    args = parser.parse_args(argv)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(
+            "Run with KERAS_BACKEND=tensorflow. Received: backend "
+            f"'{keras.backend.backend()}'"
+        )
+    # Registers `keras_cbm`'s trainers for `load_model`.
+    import keras_cbm.training  # noqa: F401
+
+    model = keras.saving.load_model(args.model)
+    print(export(model, os.path.abspath(args.path), scale=args.scale))
+
+
+if __name__ == "__main__":
+    main()

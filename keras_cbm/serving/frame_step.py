@@ -10,6 +10,29 @@ from keras import ops
 from keras_cbm.models.recurrent_states import RecurrentStates
 
 
+def input_dtype(model):
+    """The dtype in which every signature and trainer feeds `model` its
+    frames: its input's (a functional model's `keras.Input`, float32 unless
+    given, under `mixed_float16` too), else its compute dtype (a model
+    without inputs). Its first layer casts them as its policy says.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A dtype name.
+    """
+    inputs = getattr(model, "inputs", None)
+    return inputs[0].dtype if inputs else model.compute_dtype
+
+
+def scaled_frames(frames, model, scale):
+    """uint8 `frames` as `model` takes them: in its `input_dtype`, times
+    `scale` (in that dtype)."""
+    dtype = input_dtype(model)
+    return ops.cast(frames, dtype) * ops.cast(scale, dtype)
+
+
 @contextlib.contextmanager
 def _unrolled(layers):
     """While active, every layer of `layers` unrolls its loop: over one
@@ -32,17 +55,22 @@ class FrameStep(keras.Model):
     Wraps `model` (frames `(batch, time, *frame_shape)` to per-frame outputs
     `(batch, time, classes)`), any model `keras_cbm.models.RecurrentStates`
     takes: CBM layers (gated or the paper's cell), `DeepCBM`,
-    `ConvLSTM1D/2D/3D`, `LSTM`, `GRU`, `keras.layers.RNN(cell)`,
-    `TimeDistributed` parts. A call runs the model over one frame with every
-    recurrent loop unrolled, so the traced graph holds the step's operations
-    only: what `model.export(format="litert")` writes with builtin ops and
+    `ConvLSTM1D/2D/3D`, `LSTM`, `GRU`, `keras.layers.RNN(cell)`, stacked
+    cells `keras.layers.RNN([cell, cell])`, `TimeDistributed` parts. A call
+    runs the model over one frame with every recurrent loop unrolled, so the
+    traced graph holds the step's operations only: what
+    `model.export(format="litert")` writes with builtin ops and
     `format="onnx"` converts (`keras_cbm.serving.export_step` does both).
 
     The states are those of `RecurrentStates`, flattened: recurrent layer by
     layer in the model's tracking order, each layer's states in the order its
     `initial_state` takes them (`[c]` for a CBM layer, `[h, c]` for `LSTM`
     and `ConvLSTM*`, `[h]` for `GRU`), named `state_1` ... `state_N`; zeros
-    start a video, as in the SavedModel's `step`.
+    start a video, as in the SavedModel's `step`. A masked frame (a
+    `keras.layers.Masking` before the recurrent layers) keeps every state,
+    but each recurrent layer outputs zeros there, where one run repeats the
+    last unmasked frame's output; with `zero_output_for_mask=True` on every
+    recurrent layer both give zeros (docs/serving.md, "Masked frames").
 
     Args:
         model: A Keras model of frames `(batch, time, *frame_shape)` to
@@ -51,7 +79,8 @@ class FrameStep(keras.Model):
             shape (needed for a model without `inputs`).
         from_logits: Whether `model` outputs logits (a softmax makes the
             probabilities) or probabilities.
-        scale: The factor from the uint8 frame to the model's input.
+        scale: The factor from the uint8 frame to the model's input (in
+            the model's `input_dtype`, as every signature feeds it).
 
     Call arguments:
         inputs: A dict of `"frame"`, uint8 `(batch, *frame_shape)`, and
@@ -102,10 +131,9 @@ class FrameStep(keras.Model):
                 )
             frame_shape = inputs[0].shape[2:]
         self.frame_shape = tuple(frame_shape)
-        self._input_dtype = model.compute_dtype
         # A run over one frame gives every state's shape and dtype, in order.
         _, states = self.recurrent(
-            ops.zeros((1, 1) + self.frame_shape, self._input_dtype),
+            ops.zeros((1, 1) + self.frame_shape, input_dtype(model)),
             training=False,
         )
         self.state_counts = [len(layer_states) for layer_states in states]
@@ -141,8 +169,7 @@ class FrameStep(keras.Model):
         }
 
     def call(self, inputs):
-        frame = ops.cast(inputs["frame"], self._input_dtype)
-        frame = frame * ops.cast(self.scale, self._input_dtype)
+        frame = scaled_frames(inputs["frame"], self.video_model, self.scale)
         flat = [inputs[spec.name] for spec in self.state_specs]
         # Nested again as `RecurrentStates` takes them: per layer.
         nested, start = [], 0

@@ -1,19 +1,86 @@
 """The exported frame-by-frame step, run by its own runtime behind one
-interface: NumPy frames and states in, probabilities and next states out."""
+interface: NumPy frames and states in, probabilities and next states out.
+
+Needs NumPy and the runtime only (no TensorFlow, no Keras but for
+`SavedModelStep`, which needs TensorFlow): this is what a device runs."""
 
 import collections
 import importlib
 
 import numpy as np
 
-# onnxruntime's names of the states' floating types.
+# onnxruntime's names of the inputs' types.
 _ONNX_TYPES = {
+    "tensor(uint8)": "uint8",
     "tensor(float16)": "float16",
     "tensor(float)": "float32",
     "tensor(double)": "float64",
 }
-# A state input of a step: its name, shape (batch `None`) and NumPy dtype.
+# An input of a step (`frame` or a state): its name, shape (batch `None`)
+# and NumPy dtype.
 StateSpec = collections.namedtuple("StateSpec", "name shape dtype")
+
+
+def check_array(name, value, spec):
+    """`value` as a NumPy array, refused unless it has `spec`'s dtype and
+    shape (`None`: any size).
+
+    No dtype is converted: a float frame cast to uint8 would run as a dark
+    one (a frame scaled to [0, 1] as an all-black one), and a wrong dtype
+    is a caller's mistake every runtime should refuse alike.
+
+    Raises:
+        ValueError: "`name` must be DTYPE of shape SHAPE. Received: ...".
+    """
+    array = np.asarray(value)
+    if array.dtype != spec.dtype or not _fits(array.shape, spec.shape):
+        sizes = ["batch" if size is None else str(size) for size in spec.shape]
+        raise ValueError(
+            f"`{name}` must be {np.dtype(spec.dtype).name} of shape "
+            f"({', '.join(sizes)}{',' * (len(sizes) == 1)}). Received: "
+            f"{name} of dtype {array.dtype} and shape {array.shape}"
+        )
+    return array
+
+
+def _fits(shape, expected):
+    return len(shape) == len(expected) and all(
+        size == want or (want is None and size > 0)
+        for size, want in zip(shape, expected, strict=True)
+    )
+
+
+def check_step_inputs(frames, states, frame_spec, state_specs):
+    """`frames` and `states` as NumPy arrays, refused unless they are what
+    a step of `frame_spec` and `state_specs` takes: the specs' dtypes and
+    shapes, one state per spec, every state of the frames' batch size.
+
+    The one check of every runtime (`LiteRTStep`, `OnnxStep`,
+    `SavedModelStep`), so that all refuse the same inputs with the same
+    error: LiteRT itself takes a frame of another size as a bigger batch.
+
+    Returns:
+        `(frames, states)`: an array and a list of arrays.
+
+    Raises:
+        ValueError: Naming the input, what it must be and what it was.
+    """
+    frames = check_array("frames", frames, frame_spec)
+    if len(states) != len(state_specs):
+        raise ValueError(
+            f"`states` must hold {len(state_specs)} arrays, "
+            f"{[spec.name for spec in state_specs]}. Received: "
+            f"{len(states)} arrays"
+        )
+    batch = len(frames)
+    return frames, [
+        check_array(
+            f"states[{k}]",
+            state,
+            spec._replace(shape=(batch,) + spec.shape[1:]),
+        )
+        for k, (state, spec) in enumerate(zip(states, state_specs, strict=True))
+    ]
 
 
 def _edge_import(module, package):
@@ -26,14 +93,29 @@ def _edge_import(module, package):
         ) from error
 
 
-def _state_number(name):
-    return int(name.rsplit("_", 1)[1])
+def _specs(inputs):
+    """`(frame_spec, state_specs)` of a step's inputs, `(name, shape,
+    dtype)` each: the states in state order, every batch size `None`."""
+    specs = {
+        name: StateSpec(
+            name,
+            (None,) + tuple(int(size) for size in shape[1:]),
+            np.dtype(dtype),
+        )
+        for name, shape, dtype in inputs
+    }
+    frame_spec = specs.pop("frame")
+    return frame_spec, sorted(
+        specs.values(), key=lambda spec: int(spec.name.rsplit("_", 1)[1])
+    )
 
 
 class _Step:
-    """What every runtime shares: its `state_specs` in state order and
-    `zero_states`; subclasses set `state_specs` and define `_run`."""
+    """What every runtime shares: its `frame_spec`, its `state_specs` in
+    state order, `zero_states` and the check of its inputs; subclasses set
+    the specs and define `_run`."""
 
+    frame_spec = None
     state_specs = ()
 
     def zero_states(self, batch):
@@ -46,17 +128,22 @@ class _Step:
     def __call__(self, frames, states):
         """Steps `frames` (uint8 `(batch, *frame_shape)`) from `states`.
 
+        Every runtime refuses the same inputs, before running, with a
+        `ValueError` naming the input, what it must be and what it was
+        (`check_step_inputs`): frames of another dtype (no conversion, a
+        float frame is refused), size, channels or rank, a state count,
+        dtype or shape other than `state_specs`', states of another batch
+        size than the frames'.
+
         Returns:
             `(probabilities, next_states)`: NumPy `(batch, classes)` and the
             list of the next states.
         """
-        if len(states) != len(self.state_specs):
-            raise ValueError(
-                f"`states` must hold {len(self.state_specs)} arrays, "
-                f"{[spec.name for spec in self.state_specs]}. Received: "
-                f"{len(states)} arrays"
+        return self._run(
+            *check_step_inputs(
+                frames, states, self.frame_spec, self.state_specs
             )
-        return self._run(np.asarray(frames, np.uint8), list(states))
+        )
 
 
 class LiteRTStep(_Step):
@@ -74,18 +161,9 @@ class LiteRTStep(_Step):
         ).Interpreter
         self.interpreter = Interpreter(path, num_threads=num_threads)
         self.runner = self.interpreter.get_signature_runner()
-        inputs = self.runner.get_input_details()
-        self.state_specs = sorted(
-            (
-                StateSpec(
-                    name,
-                    (None,) + tuple(int(d) for d in detail["shape"][1:]),
-                    np.dtype(detail["dtype"]),
-                )
-                for name, detail in inputs.items()
-                if name != "frame"
-            ),
-            key=lambda spec: _state_number(spec.name),
+        self.frame_spec, self.state_specs = _specs(
+            (name, detail["shape"], detail["dtype"])
+            for name, detail in self.runner.get_input_details().items()
         )
 
     def _run(self, frames, states):
@@ -118,17 +196,9 @@ class OnnxStep(_Step):
         self.session = onnxruntime.InferenceSession(
             path, options, providers=["CPUExecutionProvider"]
         )
-        self.state_specs = sorted(
-            (
-                StateSpec(
-                    node.name,
-                    (None,) + tuple(node.shape[1:]),
-                    np.dtype(_ONNX_TYPES[node.type]),
-                )
-                for node in self.session.get_inputs()
-                if node.name != "frame"
-            ),
-            key=lambda spec: _state_number(spec.name),
+        self.frame_spec, self.state_specs = _specs(
+            (node.name, node.shape, _ONNX_TYPES[node.type])
+            for node in self.session.get_inputs()
         )
         self.output_names = ["probabilities"] + [
             f"next_{spec.name}" for spec in self.state_specs
@@ -162,15 +232,11 @@ class SavedModelStep(_Step):
         import tensorflow as tf
 
         self.signature = tf.saved_model.load(path).signatures["step"]
-        self.state_specs = sorted(
-            (
-                StateSpec(name, tuple(spec.shape), spec.dtype.as_numpy_dtype)
-                for name, spec in self.signature.structured_input_signature[
-                    1
-                ].items()
-                if name != "frame"
-            ),
-            key=lambda spec: _state_number(spec.name),
+        self.frame_spec, self.state_specs = _specs(
+            (name, spec.shape, spec.dtype.as_numpy_dtype)
+            for name, spec in self.signature.structured_input_signature[
+                1
+            ].items()
         )
 
     def _run(self, frames, states):

@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 
+from keras_cbm.serving.step_runtimes import check_array
+
 
 class StreamServer:
     """Follows many live videos with one step, a batch of frames per call.
@@ -21,11 +23,17 @@ class StreamServer:
     several threads (one lock: a call of `step` runs while the lock is
     held).
 
+    No frame is lost to another stream's mistake: `push` refuses a frame
+    that is not the step's (`step.frame_spec`: uint8 `frame_shape`, no
+    dtype converted) before queueing it, and `flush` takes a frame off its
+    queue only once the step has run it (a step that raises leaves every
+    queue as it was).
+
     Args:
         step: A step runtime, `keras_cbm.serving.LiteRTStep`, `OnnxStep` or
             `SavedModelStep`: `step(frames, states)` returns
-            `(probabilities, next_states)`, `step.state_specs` and
-            `step.zero_states(batch)` as they do.
+            `(probabilities, next_states)`, `step.frame_spec`,
+            `step.state_specs` and `step.zero_states(batch)` as they do.
 
     Example:
 
@@ -102,9 +110,16 @@ class StreamServer:
             self._latest[stream] = None
 
     def push(self, stream, frame):
-        """Queues `frame`, uint8 `frame_shape`, as the next of `stream`."""
+        """Queues `frame`, uint8 `frame_shape`, as the next of `stream`.
+
+        Raises:
+            ValueError: For a stream that is not live, or a frame of
+                another dtype or shape (nothing is queued).
+        """
+        spec = self.step.frame_spec
+        frame = check_array("frame", frame, spec._replace(shape=spec.shape[1:]))
         with self._lock:
-            self._queue(stream).append(np.asarray(frame, np.uint8))
+            self._queue(stream).append(frame)
 
     def read(self, stream):
         """The probabilities `(classes,)` at the latest frame of `stream`
@@ -151,14 +166,15 @@ class StreamServer:
             ]
             if not rows:
                 return calls
-            frames = np.stack(
-                [self._queues[self._order[row]].popleft() for row in rows]
-            )
+            queues = [self._queues[self._order[row]] for row in rows]
+            frames = np.stack([queue[0] for queue in queues])
             # Every stream in its row order: the arrays themselves.
             picked = slice(0, len(rows)) if rows[-1] == len(rows) - 1 else rows
             probabilities, states = self.step(
                 frames, [state[picked] for state in self._states]
             )
+            for queue in queues:
+                queue.popleft()
             for state, new in zip(self._states, states, strict=True):
                 state[picked] = new
             for row, row_probabilities in zip(rows, probabilities, strict=True):

@@ -13,6 +13,7 @@ from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
+from keras_cbm.serving.frame_step import input_dtype
 from keras_cbm.training.state_handover import clip_starts
 from keras_cbm.training.state_handover import donor_states
 from keras_cbm.training.state_handover import whole_past_states
@@ -307,8 +308,7 @@ class CoherenceModel(keras.Model):
 
     @property
     def _input_dtype(self):
-        inputs = getattr(self.model, "inputs", None)
-        return inputs[0].dtype if inputs else self.model.compute_dtype
+        return input_dtype(self.model)
 
     def call(self, inputs, training=None):
         outputs = self.clip_outputs(inputs, training=training)

@@ -15,15 +15,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 ROOT = os.path.abspath(ROOT)
 
 
-def run_script(path, *args, timeout=180, quiet=False):
-    """The script's stdout; `quiet`: it must print no Python warning."""
+def run_script(path, *args, timeout=180, quiet=False, backend=None):
+    """The script's stdout; `quiet`: it must print no Python warning;
+    `backend`: Keras' backend, else the environment's."""
     if path != "-c":
         path = os.path.join(ROOT, path)
     result = subprocess.run(
         [sys.executable, path, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            **({"KERAS_BACKEND": backend} if backend else {}),
+        },
         cwd=ROOT,
         timeout=timeout,
     )
@@ -125,6 +130,21 @@ def test_classifier_examples_train_evaluate_and_save(tmp_path, name, config):
     assert '"temporal_gate": "recurrent"' in json.dumps(config)
     assert (out / "training_curves.png").stat().st_size > 1000
     assert (out / "saved_model" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_main_job_on_jax_exports_its_saved_model_through_tensorflow(
+    tmp_path,
+):
+    stdout = run_script(
+        "examples/action_recognition.py",
+        *tiny_classifier_flags(tmp_path, "recognition_small"),
+        backend="jax",
+        timeout=300,
+    )
+    assert "(exported under TensorFlow)" in stdout
+    assert "Test accuracy (per video, 3 videos)" in stdout
+    assert (tmp_path / "out" / "saved_model" / "saved_model.pb").is_file()
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from keras.src import testing
 from keras_cbm.layers import ConvCBM2D
 from keras_cbm.models import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
+from keras_cbm.training import TruncatedBPTT
 
 
 def lstm_model(units=3, features=4, seed=0):
@@ -211,3 +212,37 @@ class RecurrentStatesTest(testing.TestCase):
         run = RecurrentStates(lstm_model())
         with self.assertRaisesRegex(ValueError, "one list of states per"):
             run(frames((1, 2, 4)), initial_states=[])
+
+    def test_stacked_cells_run_in_pieces_and_train_in_chunks(self):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((None, 4)),
+                keras.layers.RNN(
+                    [keras.layers.LSTMCell(3), keras.layers.GRUCell(5)],
+                    return_sequences=True,
+                ),
+                keras.layers.Dense(2),
+            ]
+        )
+        run = RecurrentStates(model)
+        video = frames((2, 6, 4))
+        first, states = run(video[:, :4])
+        # One flat list for the layer: the cells' states one after another.
+        self.assertEqual(
+            [[tuple(state.shape) for state in states[0]]],
+            [[(2, 3), (2, 3), (2, 5)]],
+        )
+        second, _ = run(video[:, 4:], initial_states=states)
+        self.assertAllClose(
+            np.concatenate([first, second], axis=1), model(video), atol=1e-5
+        )
+        with self.assertRaisesRegex(ValueError, "'rnn.*' must be a list of 3"):
+            run(video, initial_states=[states[0][:2]])
+        trainer = TruncatedBPTT(model, 2)
+        trainer.compile(
+            "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
+        history = trainer.fit(video, np.array([0, 1]), epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"]).all())
+        self.assertEqual(shadowed(model), [])

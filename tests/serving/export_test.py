@@ -303,6 +303,46 @@ class ExportTest(testing.TestCase):
         )
         self.assertAllClose(probabilities["probabilities"], expected, atol=1e-6)
 
+    def test_every_signature_feeds_one_input_dtype_under_mixed_float16(self):
+        # The model's float32 `keras.Input` takes frames * 1e-5 in float32;
+        # in float16, 1e-5 is a subnormal 0.14 % off, which the logit
+        # 1000 * x - 2.55 (about 0 at 255 * 1e-5) turns into 0.001 of
+        # probability: a signature feeding float16 shows.
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            model = keras.Sequential(
+                [
+                    keras.Input((None, 1)),
+                    keras.layers.SimpleRNN(
+                        1,
+                        activation=None,
+                        kernel_initializer="ones",
+                        recurrent_initializer="zeros",
+                        return_sequences=True,
+                    ),
+                    keras.layers.Dense(
+                        2,
+                        kernel_initializer=keras.initializers.Constant(
+                            [[1000.0, 0.0]]
+                        ),
+                        bias_initializer=keras.initializers.Constant(
+                            [0.0, 2.55]
+                        ),
+                    ),
+                ]
+            )
+        finally:
+            keras.config.set_dtype_policy("float32")
+        served = tf.saved_model.load(
+            export(model, self.get_temp_dir(), scale=1e-5)
+        )
+        frames = tf.fill((1, 1, 1), tf.constant(255, tf.uint8))
+        whole = served.signatures["classify"](frames=frames)
+        step = served.signatures["step"](
+            frame=frames[:, 0], state_1=tf.zeros((1, 1), "float16")
+        )
+        self.assertAllEqual(whole["probabilities"], step["probabilities"])
+
     def test_bad_arguments(self):
         path = self.get_temp_dir()
         model = models.build("sequential")

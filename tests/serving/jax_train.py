@@ -3,10 +3,11 @@
 
 Usage: KERAS_BACKEND=jax python -m tests.serving.jax_train OUTPUT_DIR
 
-Writes `OUTPUT_DIR/model.keras` and `OUTPUT_DIR/predictions.npz`: the uint8
-`videos`, the wrapped model's per-frame `outputs` on them (scaled by 1 / 255)
-and the `CoherenceModel`'s video `probabilities` for one clip covering each
-video.
+Checks that `export` and `export_step` refuse the JAX backend at once,
+naming it. Writes `OUTPUT_DIR/model.keras` and `OUTPUT_DIR/predictions.npz`:
+the uint8 `videos`, the wrapped model's per-frame `outputs` on them (scaled
+by 1 / 255) and the `CoherenceModel`'s video `probabilities` for one clip
+covering each video.
 """
 
 import os
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_cbm import data
+from keras_cbm import serving
 from keras_cbm.training import CoherenceModel
 from tests import video_models as models
 from tests.training.tiny import videos as tiny_videos
@@ -35,6 +37,17 @@ def main(output_dir):
     ).batch(2)
     trainer.fit(clips, epochs=1, verbose=0)
     trainer.save(os.path.join(output_dir, "model.keras"))
+    for export, name in (
+        (serving.export, "refused"),
+        (serving.export_step, "refused.tflite"),
+    ):
+        try:
+            export(trainer, os.path.join(output_dir, name))
+        except ValueError as error:
+            assert "TensorFlow backend" in str(error), error
+            assert "Received: backend 'jax'" in str(error), error
+        else:
+            raise AssertionError(f"{export.__name__} exported under JAX")
 
     videos = models.videos(count=2, frames=6, seed=1)
     frames = videos.astype("float32") * np.float32(1 / 255)

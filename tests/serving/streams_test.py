@@ -30,6 +30,7 @@ class CountingStep:
 
     def __init__(self, step):
         self.step = step
+        self.frame_spec = step.frame_spec
         self.state_specs = step.state_specs
         self.zero_states = step.zero_states
         self.batches = []
@@ -37,6 +38,18 @@ class CountingStep:
     def __call__(self, frames, states):
         self.batches.append(len(frames))
         return self.step(frames, states)
+
+
+class FailingStep(CountingStep):
+    """A step whose next call fails once `fail` is set."""
+
+    fail = False
+
+    def __call__(self, frames, states):
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("the runtime failed")
+        return super().__call__(frames, states)
 
 
 class StreamServerTest(testing.TestCase):
@@ -204,3 +217,33 @@ class StreamServerTest(testing.TestCase):
         for thread in threads:
             thread.join()
         self.assertEqual(errors, [])
+
+    def test_bad_frames_and_a_failing_step_lose_no_good_frame(self):
+        step = FailingStep(self.step)
+        server = StreamServer(step)
+        for stream in STREAMS:
+            server.add(stream)
+        frame = self.videos["a"][0]
+        bad_frames = [
+            frame.astype("float32") / 255,  # a video scaled to [0, 1]
+            frame.astype("int64"),
+            np.zeros((16, 16, 1), "uint8"),
+            np.zeros((8, 8, 3), "uint8"),
+            frame[None],
+        ]
+        for t in range(FRAMES):
+            for k, stream in enumerate(STREAMS):
+                bad = bad_frames[(t + k) % len(bad_frames)]
+                with self.assertRaisesRegex(
+                    ValueError, r"`frame` must be uint8 of shape \(8, 8, 1\)"
+                ):
+                    server.push(stream, bad)
+                server.push(stream, self.videos[stream][t])
+            if t == FRAMES // 2:
+                step.fail = True
+                with self.assertRaisesRegex(RuntimeError, "runtime failed"):
+                    server.flush()
+            if t % 3 == 0:
+                server.flush()
+        for stream in STREAMS:
+            self.assertAsAlone(server, stream, FRAMES)

@@ -110,7 +110,10 @@ class RecurrentStates:
     happen inside another's call (a model whose `call` runs its sub-model
     through `RecurrentStates`); a layer covered by both takes the innermost
     run's states and mask and hands its final states to that run only.
-    The layers' own attributes (`return_state`) are never changed.
+    `return_state` is never changed; a run with `unroll` sets each layer's
+    `unroll` for the duration of that layer's call, which holds the layer's
+    lock: a call of the layer in another thread meanwhile waits, and runs
+    with the layer's own setting.
 
     Args:
         model: A Keras model of sequences `(batch, time, ...)`.
@@ -122,6 +125,9 @@ class RecurrentStates:
         mask: Optional boolean tensor `(batch, time)`, `False` on steps to
             skip.
         training: Python boolean, the mode of the model.
+        unroll: Optional Python boolean: whether every recurrent layer
+            unrolls its loop in this run (e.g. over one frame, a step
+            without a while loop); `None` keeps each layer's own.
 
     Returns:
         `(outputs, states)`: the model's outputs and the final states.
@@ -150,7 +156,12 @@ class RecurrentStates:
         self.layers = recurrent_layers(model)
 
     def __call__(
-        self, sequences, initial_states=None, mask=None, training=None
+        self,
+        sequences,
+        initial_states=None,
+        mask=None,
+        training=None,
+        unroll=None,
     ):
         count = len(self.layers)
         if initial_states is None:
@@ -162,7 +173,9 @@ class RecurrentStates:
                 f"{[layer.name for layer in self.layers]}). Received: "
                 f"{len(initial_states)} entries"
             )
-        with _handing_over(self.layers, initial_states, mask) as frame:
+        with _handing_over(
+            self.layers, initial_states, mask, unroll=unroll
+        ) as frame:
             outputs = self.model(sequences, training=training)
         missing = [
             layer.name
@@ -207,12 +220,13 @@ class _Frame:
     """What one `RecurrentStates` (or `call_with_mask`) call gives its
     recurrent layers and gathers from them."""
 
-    def __init__(self, layers, states, mask, record):
+    def __init__(self, layers, states, mask, record, unroll=None):
         self.handed = {
             id(layer): state
             for layer, state in zip(layers, states, strict=True)
         }
         self.mask = mask
+        self.unroll = unroll
         self.final_states = (
             {id(layer): None for layer in layers} if record else None
         )
@@ -235,6 +249,9 @@ _active = threading.local()
 # Guards the installation counts below across threads.
 _install_lock = threading.Lock()
 _installed = {}
+# Per installed layer: held by each call of it, so that a run's `unroll`
+# is seen by that run's call alone.
+_call_locks = {}
 
 
 def _frame_of(layer):
@@ -252,6 +269,7 @@ def _install(layer):
     with _install_lock:
         count = _installed.get(id(layer), 0)
         if count == 0:
+            _call_locks[id(layer)] = threading.RLock()
             shadow_method(layer, "call", _dispatching_call(layer, layer.call))
             shadow_method(
                 layer, "inner_loop", _recording_loop(layer, layer.inner_loop)
@@ -267,15 +285,19 @@ def _uninstall(layer):
         else:
             unshadow_method(layer, "inner_loop")
             unshadow_method(layer, "call")
+            del _call_locks[id(layer)]
 
 
 def _dispatching_call(layer, call):
-    """`layer.call`, taking the innermost frame's states and mask."""
+    """`layer.call`, taking the innermost frame's states, mask and
+    `unroll`."""
+    lock = _call_locks[id(layer)]
 
     def dispatching_call(
         sequences, initial_state=None, mask=None, training=False
     ):
         frame = _frame_of(layer)
+        unroll = None
         if frame is not None:
             handed = frame.handed[id(layer)]
             if handed is not None:
@@ -284,9 +306,21 @@ def _dispatching_call(layer, call):
                 # The handed mask is the sequence's own: it replaces
                 # whatever mask Keras propagated to the layer.
                 mask = _step_mask(frame.mask, sequences, layer)
-        return call(
-            sequences, initial_state=initial_state, mask=mask, training=training
-        )
+            unroll = frame.unroll
+        with lock:
+            # Keras' RNN reads `unroll` from the layer, in `call` and its
+            # loop alike.
+            own = layer.unroll
+            layer.unroll = own if unroll is None else unroll
+            try:
+                return call(
+                    sequences,
+                    initial_state=initial_state,
+                    mask=mask,
+                    training=training,
+                )
+            finally:
+                layer.unroll = own
 
     return dispatching_call
 
@@ -332,12 +366,12 @@ def _recording_loop(layer, inner_loop):
 
 
 @contextlib.contextmanager
-def _handing_over(layers, states, mask, record=True):
+def _handing_over(layers, states, mask, record=True, unroll=None):
     """While active, in this thread, each of `layers` starts from its entry
-    of `states` (where not `None`) and takes `mask` (when given), unless an
-    inner frame covers it; with `record`, the frame yielded gathers every
-    layer's final states in `final_states`."""
-    frame = _Frame(layers, states, mask, record)
+    of `states` (where not `None`), takes `mask` (when given) and `unroll`
+    (when not `None`), unless an inner frame covers it; with `record`, the
+    frame yielded gathers every layer's final states in `final_states`."""
+    frame = _Frame(layers, states, mask, record, unroll)
     installed = []
     try:
         for layer in layers:

@@ -2,8 +2,6 @@
 model: a frame and every recurrent state in, the frame's probabilities and
 the next states out."""
 
-import contextlib
-
 import keras
 from keras import ops
 
@@ -31,21 +29,6 @@ def scaled_frames(frames, model, scale):
     `scale` (in that dtype)."""
     dtype = input_dtype(model)
     return ops.cast(frames, dtype) * ops.cast(scale, dtype)
-
-
-@contextlib.contextmanager
-def _unrolled(layers):
-    """While active, every layer of `layers` unrolls its loop: over one
-    frame that is the step alone, with no while loop (which LiteRT's
-    builtin ops and ONNX lack) and no cuDNN kernel."""
-    unrolls = [layer.unroll for layer in layers]
-    for layer in layers:
-        layer.unroll = True
-    try:
-        yield
-    finally:
-        for layer, unroll in zip(layers, unrolls, strict=True):
-            layer.unroll = unroll
 
 
 class FrameStep(keras.Model):
@@ -176,10 +159,11 @@ class FrameStep(keras.Model):
         for count in self.state_counts:
             nested.append(flat[start : start + count])
             start += count
-        with _unrolled(self.recurrent.layers):
-            outputs, states = self.recurrent(
-                frame[:, None], initial_states=nested, training=False
-            )
+        # Unrolled over one frame, the step holds no while loop (which
+        # LiteRT's builtin ops and ONNX lack) and no cuDNN kernel.
+        outputs, states = self.recurrent(
+            frame[:, None], initial_states=nested, training=False, unroll=True
+        )
         outputs = outputs[:, 0]
         if self.from_logits:
             outputs = ops.softmax(outputs, axis=-1)

@@ -5,6 +5,7 @@ import threading
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 from keras.src import testing
 
@@ -246,3 +247,58 @@ class RecurrentStatesTest(testing.TestCase):
         history = trainer.fit(video, np.array([0, 1]), epochs=1, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"]).all())
         self.assertEqual(shadowed(model), [])
+
+
+class SlowLSTM(keras.layers.LSTM):
+    """An LSTM whose calls in the thread named "unrolled" wait inside the
+    call (after `RecurrentStates` set `unroll`) until released or 2 s."""
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if threading.current_thread().name == "unrolled":
+            self.inside.set()
+            self.release.wait(2.0)
+        return super().call(
+            sequences, initial_state=initial_state, mask=mask, training=training
+        )
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="Traces a sequence of unknown length with tf.function.",
+)
+def test_an_unrolled_run_leaves_other_threads_their_own_unroll():
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            SlowLSTM(3, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    x = frames((2, 5, 4))
+    expected = model(x)
+    step_outputs = []
+    unrolled = threading.Thread(
+        name="unrolled",
+        target=lambda: step_outputs.append(
+            RecurrentStates(model)(x[:, :1], unroll=True)[0]
+        ),
+    )
+    unrolled.start()
+    assert SlowLSTM.inside.wait(10.0)
+    # An unrolled loop needs a known length: had this call seen the other
+    # thread's `unroll`, tracing it would raise.
+    traced = tf.function(
+        model, input_signature=[tf.TensorSpec((None, None, 4))]
+    )
+    outputs = traced(x)
+    SlowLSTM.release.set()
+    unrolled.join()
+    np.testing.assert_allclose(outputs, expected, atol=1e-6)
+    np.testing.assert_allclose(step_outputs[0], expected[:, :1], atol=1e-6)
+    assert model.layers[0].unroll is False

@@ -142,13 +142,19 @@ def classifier(depth, filters, cell, frame_shape, batch_norm=True, **cbm_cell):
         strides=[2] + [1] * (depth - 1),
         jump_stride=2 if depth >= 2 else None,
         pool_after=(1,),
-        activation="relu" if cbm else "tanh",
-        batch_norm=batch_norm,
-        layer_type=cell,
-        kernel_initializer=REFERENCE_INITIALIZER if cbm else "glorot_uniform",
-        recurrent_initializer=REFERENCE_INITIALIZER if cbm else "orthogonal",
-        name="deep_cbm",
-        **cbm_cell,
+        **{
+            "activation": "relu" if cbm else "tanh",
+            "batch_norm": batch_norm,
+            "layer_type": cell,
+            "kernel_initializer": (
+                REFERENCE_INITIALIZER if cbm else "glorot_uniform"
+            ),
+            "recurrent_initializer": (
+                REFERENCE_INITIALIZER if cbm else "orthogonal"
+            ),
+            "name": "deep_cbm",
+            **cbm_cell,
+        },
     )(frames)
     logits = classification_head(NUM_CLASSES)(features)
     return keras.Model(frames, logits, name=f"{cell}{depth}")

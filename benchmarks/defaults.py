@@ -60,6 +60,9 @@ CANDIDATES = {
     "sigmoid-add": {"recurrent_activation": "sigmoid"},
     "tanh-add-no-bn": {"batch_norm": False},
     "tanh-add-bn-r": {"batch_norm": "representation"},
+    # Keras' recurrent initializer in place of the reference's gain-3
+    # Xavier (which the memory tasks never used).
+    "tanh-add-orthogonal": {"recurrent_initializer": "orthogonal"},
     "sigmoid-multiply-no-bn": {
         "recurrent_activation": "sigmoid",
         "merge": "multiply",

@@ -57,6 +57,7 @@ def future_frame_predictor(
     layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
+    recurrent_initializer="orthogonal",
     name="future_frame_predictor",
 ):
     """Builds a deep CBM model that predicts the next frames of a video.
@@ -84,8 +85,8 @@ def future_frame_predictor(
         encoder_filters: Filters of the encoder's convolutions (the
             decoder mirrors them).
         depth, filters, jump_stride, temporal_dropout, merge, activation,
-            batch_norm, layer_type, temporal_gate, recurrent_activation: The
-            `DeepCBM` stack's arguments.
+            batch_norm, layer_type, temporal_gate, recurrent_activation,
+            recurrent_initializer: The `DeepCBM` stack's arguments.
         name: The model's name.
 
     Returns:
@@ -155,6 +156,7 @@ def future_frame_predictor(
         layer_type=layer_type,
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
+        recurrent_initializer=recurrent_initializer,
         return_state=True,
         name="deep_cbm",
     )

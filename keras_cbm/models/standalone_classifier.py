@@ -21,6 +21,7 @@ def standalone_classifier(
     temporal_gate="auto",
     recurrent_activation="auto",
     kernel_initializer=REFERENCE_INITIALIZER,
+    recurrent_initializer=None,
     name="standalone_classifier",
 ):
     """Builds the standalone deep CBM video classifier.
@@ -43,10 +44,10 @@ def standalone_classifier(
         stage_filters: Filters of each stage.
         blocks_per_stage: Positive integer, residual blocks per stage.
         temporal_dropout, merge, activation, batch_norm, layer_type,
-            temporal_gate, recurrent_activation, kernel_initializer: The
-            `DeepCBM` stack's
-            arguments (`kernel_initializer` also serves as its
-            `recurrent_initializer`).
+            temporal_gate, recurrent_activation, kernel_initializer,
+            recurrent_initializer: The `DeepCBM` stack's arguments
+            (`recurrent_initializer=None`: `kernel_initializer`, as the
+            reference).
         name: The model's name.
 
     Returns:
@@ -87,7 +88,7 @@ def standalone_classifier(
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
         kernel_initializer=kernel_initializer,
-        recurrent_initializer=kernel_initializer,
+        recurrent_initializer=recurrent_initializer or kernel_initializer,
         name="deep_cbm",
     )(frames)
     logits = classification_head(num_classes)(features)

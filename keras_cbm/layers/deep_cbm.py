@@ -1,5 +1,7 @@
 """A deep stack of recurrent convolutional layers with residual shortcuts."""
 
+import warnings
+
 import keras
 from keras import activations
 from keras import initializers
@@ -177,6 +179,14 @@ class DeepCBM(layers.Layer):
         return_state=False,
         **kwargs,
     ):
+        if "cell" in kwargs:
+            # The argument's name up to keras_cbm 0.1 (and in configs saved
+            # then); it goes in the release after the next.
+            layer_type = kwargs.pop("cell")
+            warnings.warn(
+                "Argument `cell` is deprecated. Use `layer_type` instead.",
+                stacklevel=2,
+            )
         super().__init__(**kwargs)
         self._layout = plan_layout(
             depth=depth,
@@ -454,14 +464,6 @@ class DeepCBM(layers.Layer):
     def shortcut_count(self):
         """The number of residual shortcuts: `depth // jump_stride`."""
         return len(self._layout.blocks)
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        # Configs saved before the argument's rename call it `cell`.
-        if "cell" in config:
-            config["layer_type"] = config.pop("cell")
-        return super().from_config(config)
 
     def get_config(self):
         return {

@@ -393,10 +393,19 @@ class DeepCBMKerasTest(testing.TestCase):
         self.assertEqual(copy.get_config(), stack.get_config())
         self.assertAllClose(copy(x), stack(x))
 
+    def test_the_renamed_cell_argument_warns_and_works(self):
+        with self.assertWarnsRegex(
+            UserWarning, "`cell` is deprecated. Use `layer_type` instead"
+        ):
+            stack = DeepCBM(depth=2, filters=3, cell="convlstm")
+        self.assertEqual(stack.layer_type, "convlstm")
+        self.assertNotIn("cell", stack.get_config())
+
     def test_config_saved_with_the_old_cell_argument_loads(self):
         config = DeepCBM(depth=2, filters=3, layer_type="convlstm").get_config()
         config["cell"] = config.pop("layer_type")
-        copy = DeepCBM.from_config(config)
+        with self.assertWarnsRegex(UserWarning, "Use `layer_type` instead"):
+            copy = DeepCBM.from_config(config)
         self.assertEqual(copy.layer_type, "convlstm")
         self.assertNotIn("cell", copy.get_config())
         copy.build((None, None, 6, 6, 2))

@@ -375,10 +375,15 @@ def main(argv=None):
         if args.quick
         else str(harness.RESULTS / f"{RESULTS}.json")
     )
-    runs = {}
+    runs, commands = {}, []
     if os.path.exists(path):
         with open(path) as file:
-            runs = json.load(file)["values"]["runs"]
+            values = json.load(file)["values"]
+        runs, commands = values["runs"], values.get("commands", [])
+    # Every invocation whose runs the file holds (it resumes across them).
+    command = " ".join(["python benchmarks/defaults.py", *sys.argv[1:]])
+    if command not in commands:
+        commands.append(command)
     for seed in range(args.seeds):
         for cell in args.cells:
             for candidate in args.candidates:
@@ -403,7 +408,7 @@ def main(argv=None):
                 summary = summarise(runs, args.candidates, args.cells)
                 harness.write_results(
                     os.path.splitext(os.path.basename(path))[0],
-                    {"runs": runs, **summary},
+                    {"commands": commands, "runs": runs, **summary},
                     folder=os.path.dirname(path),
                 )
     summary = summarise(runs, args.candidates, args.cells)

@@ -336,6 +336,17 @@ def markdown(summary, cells):
     return "\n".join(lines)
 
 
+def write(path, commands, runs, args):
+    """Writes the results file as it stands; returns its summary."""
+    summary = summarise(runs, args.candidates, args.cells)
+    harness.write_results(
+        os.path.splitext(os.path.basename(path))[0],
+        {"commands": commands, "runs": runs, **summary},
+        folder=os.path.dirname(path),
+    )
+    return summary
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -405,13 +416,8 @@ def main(argv=None):
                     f"({runs[key]['seconds'] / 60:.1f} min)",
                     flush=True,
                 )
-                summary = summarise(runs, args.candidates, args.cells)
-                harness.write_results(
-                    os.path.splitext(os.path.basename(path))[0],
-                    {"commands": commands, "runs": runs, **summary},
-                    folder=os.path.dirname(path),
-                )
-    summary = summarise(runs, args.candidates, args.cells)
+                summary = write(path, commands, runs, args)
+    summary = write(path, commands, runs, args)
     print(markdown(summary, args.cells))
     print(f"Chosen by the worst cell: {summary['chosen']}")
     print(f"Results: {path}")

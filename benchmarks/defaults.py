@@ -63,6 +63,16 @@ CANDIDATES = {
     # Keras' recurrent initializer in place of the reference's gain-3
     # Xavier (which the memory tasks never used).
     "tanh-add-orthogonal": {"recurrent_initializer": "orthogonal"},
+    # Keras' initializers throughout, as the memory tasks use them.
+    "tanh-add-keras-init": {
+        "kernel_initializer": "glorot_uniform",
+        "recurrent_initializer": "orthogonal",
+    },
+    "sigmoid-multiply-orthogonal": {
+        "recurrent_activation": "sigmoid",
+        "merge": "multiply",
+        "recurrent_initializer": "orthogonal",
+    },
     "sigmoid-multiply-no-bn": {
         "recurrent_activation": "sigmoid",
         "merge": "multiply",

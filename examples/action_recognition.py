@@ -63,6 +63,12 @@ def add_cell_flags(parser):
         help="The activation of the CBM's T; none: the layers' default.",
     )
     parser.add_argument(
+        "--kernel-initializer",
+        default=None,
+        help="The initializer of R's and T's input kernel; none: the "
+        "model's default.",
+    )
+    parser.add_argument(
         "--recurrent-initializer",
         default=None,
         help="The initializer of T's recurrent kernel; none: the model's "
@@ -74,7 +80,12 @@ def cell_arguments(args, base=None):
     """The CBM cell keywords of `add_cell_flags`' flags that were given,
     on top of `base` (e.g. `keras_cbm.layers.PAPER_CELL`)."""
     cell = dict(base or {})
-    for name in ("merge", "recurrent_activation", "recurrent_initializer"):
+    for name in (
+        "merge",
+        "recurrent_activation",
+        "kernel_initializer",
+        "recurrent_initializer",
+    ):
         if getattr(args, name, None) is not None:
             cell[name] = getattr(args, name)
     return cell

@@ -57,6 +57,7 @@ def future_frame_predictor(
     layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
+    kernel_initializer="glorot_uniform",
     recurrent_initializer="orthogonal",
     name="future_frame_predictor",
 ):
@@ -86,7 +87,8 @@ def future_frame_predictor(
             decoder mirrors them).
         depth, filters, jump_stride, temporal_dropout, merge, activation,
             batch_norm, layer_type, temporal_gate, recurrent_activation,
-            recurrent_initializer: The `DeepCBM` stack's arguments.
+            kernel_initializer, recurrent_initializer: The `DeepCBM`
+            stack's arguments.
         name: The model's name.
 
     Returns:
@@ -156,6 +158,7 @@ def future_frame_predictor(
         layer_type=layer_type,
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
+        kernel_initializer=kernel_initializer,
         recurrent_initializer=recurrent_initializer,
         return_state=True,
         name="deep_cbm",

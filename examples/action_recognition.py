@@ -409,7 +409,7 @@ def build_trainer(args, num_classes, frame_shape, steps):
     trainer = training.CoherenceModel(
         net,
         coherence_weight=args.coherence_weight,
-        state_handover=args.state_handover,
+        state_handover="donor" if args.state_handover else None,
     )
     trainer.compile(
         optimizer=keras.optimizers.AdamW(

@@ -15,13 +15,13 @@ from keras_cbm.keras_internals import unshadow_method
 from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
 from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.serving.frame_step import FrameStep
-from keras_cbm.training.coherence_model import CoherenceModel
+from keras_cbm.training.video_trainer import VideoTrainer
 
 
 def _settings(model, aggregation, from_logits):
-    """The model, aggregation and `from_logits` to export; a
-    `CoherenceModel` gives its wrapped model and its defaults."""
-    if isinstance(model, CoherenceModel):
+    """The model, aggregation and `from_logits` to export; a trainer
+    (`VideoTrainer`) gives its wrapped model and its defaults."""
+    if isinstance(model, VideoTrainer):
         if aggregation is None:
             aggregation = model.aggregation
         if from_logits is None:
@@ -30,7 +30,8 @@ def _settings(model, aggregation, from_logits):
     if not isinstance(model, keras.Model):
         raise ValueError(
             "`model` must be a Keras model of frames (batch, time, "
-            f"*frame_shape) or a `CoherenceModel`. Received: model={model!r}"
+            f"*frame_shape) or a trainer (`keras_cbm.training.VideoTrainer`)."
+            f" Received: model={model!r}"
         )
     aggregation = "mean" if aggregation is None else aggregation
     if aggregation not in VIDEO_AGGREGATIONS:

@@ -2,53 +2,50 @@
 with the overlap coherence loss, through Keras' own training step."""
 
 import math
+import warnings
 
 import keras
 from keras import ops
 
 from keras_cbm.keras_internals import unscale_loss_for_distribution
-from keras_cbm.layers.base_cbm import check_choice
-from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
-from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
 from keras_cbm.training.state_handover import clip_starts
 from keras_cbm.training.state_handover import donor_states
 from keras_cbm.training.state_handover import whole_past_states
+from keras_cbm.training.video_trainer import VideoTrainer
+from keras_cbm.training.video_trainer import check_per_frame
 
 CLIP_KEYS = ("clips", "alignment")
 PAST_KEYS = ("past", "past_alignment")
-# `state_handover` values, by the handover they select.
-HANDOVERS = {
-    False: None,
-    True: "donor",
-    "donor": "donor",
-    "whole_past": "whole_past",
-}
+HANDOVERS = (None, "donor", "whole_past")
+# The booleans `state_handover` took before, by the value that replaced them.
+OLD_HANDOVERS = {False: None, True: "donor"}
 
 
-def check_per_frame(outputs_shape):
-    """Raises `ValueError` unless a model's outputs `(batch, time, ...)`
-    are per-frame predictions `(batch, time, classes)`."""
-    if len(outputs_shape) != 3:
-        raise ValueError(
-            "`model` must output per-frame predictions (batch, time, "
-            "classes). Received: outputs of shape "
-            f"{('batch',) + tuple(outputs_shape[1:])} per clip"
-        )
-
-
-def _check_handover(state_handover):
+def check_handover(state_handover, warn=True):
     """The handover `state_handover` selects (`None`, `"donor"` or
-    `"whole_past"`); raises `ValueError` for any other value."""
-    if isinstance(state_handover, (bool, str)):
-        if state_handover in HANDOVERS:
-            return HANDOVERS[state_handover]
+    `"whole_past"`); the old booleans give their new value, with a
+    `DeprecationWarning` if `warn`; raises `ValueError` for anything
+    else."""
+    if isinstance(state_handover, bool):
+        new = OLD_HANDOVERS[state_handover]
+        if warn:
+            warnings.warn(
+                f"`state_handover={state_handover}` is deprecated: use "
+                f"`state_handover={new!r}`.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        return new
+    if state_handover is None or (
+        isinstance(state_handover, str) and state_handover in HANDOVERS
+    ):
+        return state_handover
     raise ValueError(
-        "`state_handover` must be one of False, True (the same as "
-        "'donor'), 'donor' or 'whole_past'. Received: "
-        f"state_handover={state_handover!r}"
+        "`state_handover` must be one of None, 'donor' or 'whole_past'. "
+        f"Received: state_handover={state_handover!r}"
     )
 
 
@@ -87,16 +84,8 @@ def _check_clip_inputs(inputs):
         )
 
 
-def _per_frame(values, alignment):
-    """Per-video `values` `(batch, ...)` repeated for every clip frame."""
-    values = ops.convert_to_tensor(values)
-    trailing = tuple(values.shape[1:])
-    values = ops.reshape(values, (-1, 1, 1) + trailing)
-    return ops.broadcast_to(values, tuple(ops.shape(alignment)) + trailing)
-
-
 @keras.saving.register_keras_serializable(package="keras_cbm")
-class CoherenceModel(keras.Model):
+class CoherenceModel(VideoTrainer):
     """Trains a per-frame video model on overlapping clips of each video.
 
     The overlap coherence training scheme: each batch holds `K` clips per
@@ -198,7 +187,7 @@ class CoherenceModel(keras.Model):
     ...         keras.layers.GlobalAveragePooling2D()),
     ...     keras.layers.Dense(2)])
     >>> trainer = CoherenceModel(net, coherence_weight=0.5,
-    ...                          state_handover=True)
+    ...                          state_handover="donor")
     >>> trainer.compile(
     ...     "adam",
     ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -212,13 +201,15 @@ class CoherenceModel(keras.Model):
         self,
         model,
         coherence_weight=1.0,
-        state_handover=False,
+        state_handover=None,
         symmetric=False,
         aggregation="mean",
         from_logits=True,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(
+            model, aggregation=aggregation, from_logits=from_logits, **kwargs
+        )
         if (
             isinstance(coherence_weight, bool)
             or not isinstance(coherence_weight, (int, float))
@@ -229,25 +220,13 @@ class CoherenceModel(keras.Model):
                 "`coherence_weight` must be a finite number >= 0. Received: "
                 f"coherence_weight={coherence_weight!r}"
             )
-        if not isinstance(model, keras.Model):
-            raise ValueError(
-                "`model` must be a Keras model of frames (batch, time, ...) "
-                "to per-frame predictions (batch, time, classes). Received: "
-                f"model={model!r}"
-            )
-        self.model = model
         self.coherence_weight = coherence_weight
-        self._handover = _check_handover(state_handover)
-        self.state_handover = state_handover
+        self.state_handover = check_handover(state_handover)
         self.symmetric = symmetric
-        self.aggregation = check_choice(
-            "aggregation", aggregation, VIDEO_AGGREGATIONS
-        )
-        self.from_logits = from_logits
         # Handover needs every recurrent layer to run forward from given
         # states; clips on their own take any recurrent layer.
         self.recurrent_states = (
-            RecurrentStates(model) if self._handover else None
+            RecurrentStates(model) if self.state_handover else None
         )
         self.coherence = OverlapCoherence(symmetric=symmetric)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
@@ -267,9 +246,9 @@ class CoherenceModel(keras.Model):
         _check_clip_inputs(inputs)
         clips = ops.cast(inputs["clips"], self._input_dtype)
         alignment = ops.cast(inputs["alignment"], "int32")
-        if self._handover == "donor":
+        if self.state_handover == "donor":
             states = donor_states(self.recurrent_states, clips, alignment)
-        elif self._handover == "whole_past":
+        elif self.state_handover == "whole_past":
             _check_past_inputs(inputs)
             states = whole_past_states(
                 self.recurrent_states,
@@ -313,53 +292,54 @@ class CoherenceModel(keras.Model):
     def call(self, inputs, training=None):
         outputs = self.clip_outputs(inputs, training=training)
         return {
-            "probabilities": self._video_probabilities(
-                inputs["alignment"], outputs
-            ),
+            "probabilities": self.video_predictions(inputs, outputs),
             "clip_outputs": outputs,
         }
 
-    def _probabilities(self, outputs):
-        return ops.softmax(outputs, axis=-1) if self.from_logits else outputs
+    def frame_weights(self, inputs, outputs):
+        """The weight of every clip frame `(batch, clips, steps)`: 1 on
+        real frames, 0 on padding, times the inputs' `"frame_weights"`
+        where given."""
+        weights = ops.cast(inputs["alignment"] >= 0, self.compute_dtype)
+        if "frame_weights" in inputs:
+            weights = weights * ops.cast(inputs["frame_weights"], weights.dtype)
+        return weights
 
-    def _video_probabilities(self, alignment, outputs):
+    def video_predictions(self, inputs, outputs):
+        """The video predictions `(batch, classes)` of the clip outputs
+        `(batch, clips, steps, classes)`: those of their frames (of weight
+        > 0) in frame order, so that `"last"` means the video's last
+        frame."""
         classes = outputs.shape[-1]
-        frames = ops.reshape(outputs, (ops.shape(outputs)[0], -1, classes))
+        batch = ops.shape(outputs)[0]
+        frames = ops.reshape(outputs, (batch, -1, classes))
         alignment = ops.reshape(
-            ops.cast(alignment, "int32"), (ops.shape(frames)[0], -1)
+            ops.cast(inputs["alignment"], "int32"), (batch, -1)
         )
-        # Frame order, so that "last" means the video's last frame.
+        weights = ops.reshape(self.frame_weights(inputs, outputs), (batch, -1))
         order = ops.argsort(alignment, axis=1)
-        return video_probabilities(
+        return self.aggregate(
             ops.take_along_axis(frames, order[..., None], axis=1),
-            mask=ops.take_along_axis(alignment, order, axis=1) >= 0,
-            aggregation=self.aggregation,
-            from_logits=self.from_logits,
+            ops.take_along_axis(weights, order, axis=1) > 0,
         )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        alignment = ops.cast(x["alignment"], "int32")
         outputs = y_pred["clip_outputs"]
-        if training:
-            task = super().compute_loss(
-                x,
-                _per_frame(y, alignment),
-                outputs,
-                self._frame_weights(x, alignment, sample_weight),
-                training=training,
-            )
-        else:
-            video = y_pred["probabilities"]
-            if self.from_logits:
-                # A softmax of log(p) is p: the loss sees the probabilities.
-                video = ops.log(ops.maximum(video, keras.config.epsilon()))
-            task = super().compute_loss(
-                x, y, video, sample_weight, training=training
-            )
+        # The same quantity in training and evaluation, so that `val_loss`
+        # compares with `loss` (see docs/training.md).
+        task = self.frame_loss(
+            x,
+            y,
+            outputs,
+            self.frame_weights(x, outputs),
+            sample_weight,
+            training,
+        )
+        alignment = ops.cast(x["alignment"], "int32")
         coherence = self.coherence(
-            alignment, self._probabilities(outputs), sample_weight
+            alignment, self.probabilities(outputs), sample_weight
         )
         # As Keras tracks its "loss": replica values unscaled, weighted by
         # the replica's batch size.
@@ -373,43 +353,23 @@ class CoherenceModel(keras.Model):
             )
         return task + ops.cast(self.coherence_weight, task.dtype) * coherence
 
-    def _frame_weights(self, inputs, alignment, sample_weight):
-        """Weights that make the loss the mean over videos of the mean over
-        each video's real frames (every video counts equally, whatever its
-        clips' lengths, and replicas reduce exactly), times each video's
-        `sample_weight`; with the inputs' `"frame_weights"`, the weighted
-        mean over each video's frames."""
-        real = ops.cast(alignment >= 0, self.compute_dtype)
-        if "frame_weights" in inputs:
-            real = real * ops.cast(inputs["frame_weights"], real.dtype)
-        frames = ops.cast(ops.size(real[0]), real.dtype)
-        real_per_video = ops.sum(real, axis=(1, 2), keepdims=True)
-        weights = real * ops.divide_no_nan(frames, real_per_video)
-        if sample_weight is not None:
-            weights = weights * _per_frame(
-                ops.cast(sample_weight, weights.dtype), alignment
-            )
-        return weights
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(
-            x, y, y_pred["probabilities"], sample_weight
-        )
+    def metric_inputs(self, x, y, y_pred, sample_weight=None):
+        return y, y_pred["probabilities"], sample_weight
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "model": keras.saving.serialize_keras_object(self.model),
+            **super().get_config(),
             "coherence_weight": self.coherence_weight,
             "state_handover": self.state_handover,
             "symmetric": self.symmetric,
-            "aggregation": self.aggregation,
-            "from_logits": self.from_logits,
         }
 
     @classmethod
     def from_config(cls, config):
+        # A file saved before `state_handover` took None for False and
+        # "donor" for True loads without the deprecation warning.
         config = dict(config)
-        config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        return cls(**config)
+        config["state_handover"] = check_handover(
+            config.get("state_handover"), warn=False
+        )
+        return super().from_config(config)

@@ -31,7 +31,9 @@ def run(strategy, state_handover):
     with strategy.scope():
         model = tiny_model()
         trainer = CoherenceModel(
-            model, coherence_weight=1.0, state_handover=state_handover
+            model,
+            coherence_weight=1.0,
+            state_handover="donor" if state_handover else None,
         )
         trainer.compile(
             # At 0.5 the default (gated) cells' softmax saturates (the

@@ -2,6 +2,8 @@
 "whole_past")` and `keras_cbm.training.state_handover.whole_past_states`.
 Backend-neutral (TensorFlow and JAX)."""
 
+import warnings
+
 import keras
 import numpy as np
 from absl.testing import parameterized
@@ -213,20 +215,34 @@ class WholePastTest(testing.TestCase):
         ):
             trainer.clip_outputs(inputs)
 
-    @parameterized.parameters("whole", 1, None)
+    @parameterized.parameters("whole", 1, "none")
     def test_unknown_handover_is_refused(self, value):
         with self.assertRaisesRegex(
             ValueError,
-            r"`state_handover` must be one of False, True .*'donor' or "
+            r"`state_handover` must be one of None, 'donor' or "
             rf"'whole_past'. Received: state_handover={value!r}",
         ):
             CoherenceModel(build("lstm"), state_handover=value)
 
-    @parameterized.parameters(False, True, "donor", "whole_past")
+    @parameterized.parameters(None, "donor", "whole_past")
     def test_handover_round_trips_through_the_config(self, value):
         trainer = CoherenceModel(build("lstm"), state_handover=value)
         config = trainer.get_config()
         self.assertIs(config["state_handover"], value)
         again = CoherenceModel.from_config(config)
         self.assertEqual(again.state_handover, value)
-        self.assertEqual(again.recurrent_states is None, value is False)
+        self.assertEqual(again.recurrent_states is None, value is None)
+
+    @parameterized.parameters((False, None), (True, "donor"))
+    def test_old_booleans_warn_naming_the_new_value(self, old, new):
+        with self.assertWarnsRegex(
+            DeprecationWarning, rf"use `state_handover={new!r}`"
+        ):
+            trainer = CoherenceModel(build("lstm"), state_handover=old)
+        self.assertEqual(trainer.state_handover, new)
+        # A config saved before the change loads as the new value, quietly.
+        config = dict(trainer.get_config(), state_handover=old)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = CoherenceModel.from_config(config)
+        self.assertEqual(again.state_handover, new)

@@ -204,6 +204,37 @@ class WholePastTest(testing.TestCase):
         for variable, value in zip(seeds, before, strict=True):
             self.assertNotAllClose(ops.convert_to_numpy(variable), value)
 
+    @parameterized.parameters("donor", "whole_past")
+    def test_losses_of_the_clips_runs_count_and_the_passes_do_not(
+        self, handover
+    ):
+        # The handover's passes are inference runs: as in `predict`, the
+        # losses their layers add train nothing; the clips' own runs add
+        # theirs once.
+        keras.utils.set_random_seed(0)
+        plain = build("lstm")
+        regularized = keras.Sequential(
+            plain.layers[:-1]
+            + [keras.layers.Dense(2, activity_regularizer="l2")]
+        )
+        regularized.layers[-1].build((None, None, 4))
+        regularized.layers[-1].set_weights(plain.layers[-1].get_weights())
+        labels = np.array([0, 1])
+        losses = []
+        for model in (regularized, plain):
+            trainer = CoherenceModel(model, state_handover=handover)
+            trainer.compile(
+                loss=keras.losses.SparseCategoricalCrossentropy(True)
+            )
+            losses.append(trainer.evaluate(self.inputs, labels, verbose=0)[0])
+        outputs = ops.convert_to_numpy(trainer.clip_outputs(self.inputs))
+        clip_rows = outputs.shape[0] * outputs.shape[1]
+        self.assertAllClose(
+            losses[0] - losses[1],
+            0.01 * np.square(outputs).sum() / clip_rows,
+            atol=1e-5,
+        )
+
     def test_whole_past_without_the_past_is_refused(self):
         trainer = CoherenceModel(build("lstm"), state_handover="whole_past")
         inputs = {k: self.inputs[k] for k in ("clips", "alignment")}

@@ -206,6 +206,26 @@ class CoherenceFitTest(testing.TestCase):
         predicted = trainer.predict(windows, verbose=0)
         self.assertAllClose(predicted["probabilities"], videos_p, atol=1e-6)
 
+    def test_val_loss_is_the_loss_on_the_validation_data(self):
+        # Nothing learns at rate 0 and the model runs alike in training and
+        # inference: on the training clips, `val_loss` equals `loss`.
+        clips = fixed_clips()
+        trainer = CoherenceModel(tiny_model(), coherence_weight=0.5)
+        trainer.compile(keras.optimizers.SGD(0.0), LOSS)
+        history = trainer.fit(
+            clips,
+            epochs=3,
+            validation_data=clips,
+            callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=0)],
+            verbose=0,
+        ).history
+        for name in ("loss", "task_loss", "coherence_loss"):
+            self.assertAllClose(
+                history[f"val_{name}"], history[name], atol=1e-5
+            )
+        # No improvement: stopped after the second epoch.
+        self.assertLen(history["loss"], 2)
+
     def test_task_loss_is_a_mean_over_each_videos_real_frames(self):
         # Variable-length clips: padding frames must not count.
         clips = fixed_clips(batch_size=2, clips=3, min_length=3, max_length=8)

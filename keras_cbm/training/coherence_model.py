@@ -105,23 +105,24 @@ class CoherenceModel(VideoTrainer):
     whatever layers lie between.
 
     Training runs through Keras' own `train_step` (the losses are in
-    `compute_loss`), so it works on every backend, under `tf.distribute`
-    strategies and `keras.distribution`. `History` and the progress bar show
-    `loss` (the total), `task_loss`, `coherence_loss` and the compiled
-    metrics.
+    `compute_loss`, see `VideoTrainer`), on TensorFlow and JAX, under
+    `tf.distribute` strategies and `keras.distribution`. `History` and the
+    progress bar show `loss` (the total), `task_loss`, `coherence_loss` and
+    the compiled metrics. Evaluation (`evaluate`, `validation_data`)
+    measures the same losses on its clips, so `val_loss` is `loss` on the
+    validation data (what `EarlyStopping` and `ReduceLROnPlateau` compare).
 
     The model's outputs are per video: `call`, `predict` and the compiled
     metrics see `"probabilities"`, `keras_cbm.layers.video_probabilities`
-    of the outputs on all the clips of a video, in frame order: by default
+    of the outputs on all the clips of a video (on their target frames
+    where the inputs hold `"frame_weights"`), in frame order: by default
     the softmax of the mean of the frames' logits (of the logarithms of
     the probabilities without `from_logits`, which is the same), the
-    quantity `keras_cbm.serving.export`'s `classify` returns. In
-    evaluation (`evaluate`, `validation_data`) the task loss compares that
-    video prediction with the label (as logits `log(p)` when
-    `from_logits`); `coherence_loss` is measured on the clips as in
-    training.
+    quantity `keras_cbm.serving.export`'s `classify` returns. A video-level
+    loss is a compiled metric on them, e.g.
+    `keras.metrics.SparseCategoricalCrossentropy()`.
 
-    With `state_handover="donor"` (or `True`), a clip that starts inside
+    With `state_handover="donor"`, a clip that starts inside
     an earlier-starting clip of its video begins from that clip's recurrent
     states (every recurrent layer) at the frame just before its start, as
     an inference run of that clip reaches them, with the gradient cut (see
@@ -136,16 +137,21 @@ class CoherenceModel(VideoTrainer):
     supported. Frame targets: where the inputs hold `"frame_weights"`
     `(batch, clips, steps)` (`overlapping_clips(..., targets=...)`), the
     task loss of a video is the weighted mean over its frames (0 for a
-    video whose clips hold no target frame).
+    video whose clips hold no target frame). Losses the model's layers add
+    (`add_loss`, an `activity_regularizer`) count in the clips' own runs,
+    not in the handover's inference passes (which, as `predict`, train
+    nothing).
 
     Args:
         model: A per-frame video model (see above).
         coherence_weight: Float >= 0, the weight of the coherence loss.
-        state_handover: How clips start: `False` (from zero states),
-            `"donor"` or `True` (from the states of the earliest earlier
-            clip of their video that holds their start, the paper's
-            handover) or `"whole_past"` (from the states a pass over the
-            video's frames before their start reaches).
+        state_handover: How clips start: `None` (from zero states),
+            `"donor"` (from the states of the earliest earlier clip of
+            their video that holds their start, the paper's handover) or
+            `"whole_past"` (from the states a pass over the video's frames
+            before their start reaches). The former `False` and `True`
+            still work, with a `DeprecationWarning` naming `None` and
+            `"donor"`.
         symmetric: Whether the coherence loss runs both ways (see
             `overlap_coherence`).
         aggregation: How a video's frames make its prediction, one of
@@ -153,8 +159,8 @@ class CoherenceModel(VideoTrainer):
             `"mean_probabilities"`, `"vote"` or `"last"` (see
             `keras_cbm.layers.video_probabilities`).
         from_logits: Whether `model` outputs logits (a softmax gives the
-            probabilities) or probabilities.
-        **kwargs: Base model arguments (`name`, ...).
+            probabilities) or probabilities; must be the compiled loss's.
+        **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: A dict with `"clips"` `(batch, clips, steps, *frame_shape)`

@@ -17,7 +17,7 @@ REQUIRED_KEYS = ("video", "new_video")
 ORDER_KEYS = ("chunk_index", "video_id")
 
 
-class FrameMask(keras.layers.Layer):
+class _FrameMask(keras.layers.Layer):
     """Its input, carrying `mask` as its Keras mask: what Keras' unweighted
     `metrics` read (as for a masked sequence model's outputs)."""
 
@@ -50,24 +50,30 @@ class StreamingBPTT(ChunkedTrainer):
     `go_backwards` or `stateful` layer). The states' variables take their
     shape from the first batch (its number of rows and frame shape); every
     later batch must have as many rows. Training runs through Keras' own
-    `train_step` (the loss is in `compute_loss`), on every backend.
+    `train_step` (the loss is in `compute_loss`, see `VideoTrainer`), on
+    TensorFlow and JAX, on one replica: a `tf.distribute` strategy of
+    several replicas, which would split the rows, is refused.
 
     The compiled loss applies to every frame, the row's label repeated per
     frame, weighted by the batch's `"frame_weights"` (0 on padding; each
-    frame of weight 1 counts equally). The compiled metrics are per frame,
-    weighted the same way.
+    frame of weight 1 counts equally). The compiled metrics are per frame
+    and see only the frames of weight > 0 (Keras' `metrics` through the
+    outputs' mask, `weighted_metrics` through the weights).
 
-    In `fit`, the batches must be consecutive: a row's chunk is its
-    previous chunk's successor (`"chunk_index"` one more, same
-    `"video_id"`) or a new video's first chunk. A batch that breaks this
-    (a shuffled or repeated stream) stops `fit` with a `ValueError` after
-    its step. `fit` also resumes a stream killed mid-epoch: the position
-    in the epoch is kept in variables that `BackupAndRestore(save_freq=N)`
-    saves, and the restored epoch skips the batches already trained (the
-    dataset must be the one `streaming_chunks` or
-    `video_chunks_from_directory` returned, whose `stream_position` this
-    model sets). `steps_per_epoch` is not supported: an epoch is one pass
-    over the stream.
+    `fit` takes Keras' arguments (positionally too). The batches must be
+    consecutive: a row's chunk is its previous chunk's successor
+    (`"chunk_index"` one more, same `"video_id"`) or a new video's first
+    chunk. A batch that breaks this (a shuffled or repeated stream) stops
+    `fit` with a `ValueError` at the end of its epoch (the check reads the
+    trainer's variables once an epoch, never a batch). `fit` also resumes
+    a stream killed mid-epoch: the position in the epoch is kept in
+    variables that `BackupAndRestore(save_freq=N)` saves, and the restored
+    epoch skips the batches already trained (the dataset must be the one
+    `streaming_chunks` or `video_chunks_from_directory` returned, whose
+    `stream_position` this model sets). `steps_per_epoch` is not
+    supported: an epoch is one pass over the stream. `evaluate` and
+    `predict` run on the same rows (a stream's first batch starts every
+    row on a new video), then give the training rows back their states.
 
     Args:
         model: A per-frame video model (see above).
@@ -77,8 +83,11 @@ class StreamingBPTT(ChunkedTrainer):
         rematerialize: Whether to recompute each sub-chunk's activations
             in the backward pass (see `TruncatedBPTT`; useful with a
             `chunk_length` shorter than the batches).
-        from_logits: Whether `model` outputs logits or probabilities.
-        **kwargs: Base model arguments (`name`, ...).
+        aggregation: How `keras_cbm.serving.export`'s `classify` makes a
+            video's prediction of its frames (see `VideoTrainer`).
+        from_logits: Whether `model` outputs logits or probabilities; must
+            be the compiled loss's.
+        **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: A dict: `"video"` `(batch, time, *frame_shape)` with a
@@ -156,7 +165,7 @@ class StreamingBPTT(ChunkedTrainer):
             name="order_errors",
         )
         self.state_variables = None
-        self.frame_mask = FrameMask(name="frame_mask")
+        self.frame_mask = _FrameMask(name="frame_mask")
 
     def _check_one_replica(self):
         """Raises `ValueError` under a `tf.distribute` strategy of several

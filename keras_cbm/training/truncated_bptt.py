@@ -32,27 +32,33 @@ class TruncatedBPTT(ChunkedTrainer):
     per-frame predictions `(batch, time, classes)` that `RecurrentStates`
     accepts (no `Bidirectional`, `go_backwards` or `stateful` layer).
     Training runs through Keras' own `train_step` (the loss is in
-    `compute_loss`), so it works on every backend.
+    `compute_loss`, see `VideoTrainer`), on TensorFlow and JAX.
 
     The compiled loss applies to every frame the `targets` select (the
-    video's label repeated per frame; each video's loss is the weighted
-    mean over its frames, then the mean over videos, times its sample
-    weight). The compiled metrics see the video prediction:
-    `keras_cbm.layers.video_probabilities` of the target frames, the softmax
-    of their mean logits.
+    video's label, one a video, repeated per frame; each video's loss is
+    the weighted mean over its frames, then the mean over videos, times its
+    sample weight), `evaluate` measures the same, and losses the model's
+    layers add (`add_loss`, an `activity_regularizer`) add up over the
+    chunks. The compiled metrics see the video prediction:
+    `keras_cbm.layers.video_probabilities` of the target frames (by
+    default the softmax of their mean logits).
 
     Args:
         model: A per-frame video model (see above).
         chunk_length: Integer >= 1, frames per chunk (the truncation).
-        targets: Which frames train toward the label (see
-            `keras_cbm.training.frame_weights`): `"all"` (the paper),
-            `("last", k)`, `("from", j)`, or `"given"` to read the weights
+        targets: Which frames train toward the label: `"all"` (the
+            paper), a `keras_cbm.training.FrameTargets` (e.g.
+            `FrameTargets(last=3)`; the short forms `("last", k)` and
+            `("from", j)` are taken too), or `"given"` to read the weights
             `(batch, time)` from the inputs' `"frame_weights"`.
         rematerialize: Whether to recompute each chunk's activations in
             the backward pass (memory set by `chunk_length`, one more
             forward pass per chunk) rather than keep them all.
-        from_logits: Whether `model` outputs logits or probabilities.
-        **kwargs: Base model arguments (`name`, ...).
+        aggregation: How the target frames make the video prediction the
+            metrics see (see `VideoTrainer`).
+        from_logits: Whether `model` outputs logits or probabilities; must
+            be the compiled loss's.
+        **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: Videos `(batch, time, *frame_shape)` with a static `time`
@@ -66,6 +72,7 @@ class TruncatedBPTT(ChunkedTrainer):
 
     Example:
 
+    >>> from keras_cbm.training import FrameTargets
     >>> videos = np.random.rand(4, 12, 8, 8, 3).astype("float32")
     >>> net = keras.Sequential([
     ...     keras.Input((None, 8, 8, 3)),
@@ -74,7 +81,8 @@ class TruncatedBPTT(ChunkedTrainer):
     ...     keras.layers.TimeDistributed(
     ...         keras.layers.GlobalAveragePooling2D()),
     ...     keras.layers.Dense(2)])
-    >>> trainer = TruncatedBPTT(net, chunk_length=4, targets=("last", 3))
+    >>> trainer = TruncatedBPTT(net, chunk_length=4,
+    ...                         targets=FrameTargets(last=3))
     >>> trainer.compile(
     ...     "adam",
     ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),

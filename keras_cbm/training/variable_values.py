@@ -1,6 +1,6 @@
 """Running a model stateless in its non-trainable variables: what a traced
 loop or a rematerialised function needs of batch-normalisation statistics
-and dropout seed generators on every backend."""
+and dropout seed generators on TensorFlow and JAX."""
 
 import keras
 from keras import ops

@@ -95,6 +95,20 @@ class VideoTrainer(keras.Model):
         from_logits: Whether `model` outputs logits (a softmax gives the
             probabilities) or probabilities.
         **kwargs: Base model arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> from keras_cbm.training import TruncatedBPTT
+    >>> net = keras.Sequential([
+    ...     keras.Input((None, 3)),
+    ...     keras.layers.LSTM(4, return_sequences=True),
+    ...     keras.layers.Dense(2)])
+    >>> trainer = TruncatedBPTT(net, chunk_length=2, dtype="mixed_float16")
+    >>> isinstance(trainer, VideoTrainer), trainer.model is net
+    (True, True)
+    >>> config = trainer.get_config()
+    >>> TruncatedBPTT.from_config(config).dtype_policy.name
+    'mixed_float16'
     """
 
     # Whether each row of a batch is a whole video, whose frame weights

@@ -435,7 +435,7 @@ def plot_history(history, path, title, chance):
     figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (
         ("task_loss", "train task loss (per frame)"),
-        ("val_task_loss", "test task loss (per video)"),
+        ("val_task_loss", "test task loss (per frame)"),
     ):
         if key in history:
             losses.plot(epochs, history[key], marker="o", label=label)

@@ -382,14 +382,26 @@ class StreamingBPTT(ChunkedTrainer):
         arguments.setdefault("shuffle", False)
         # First, so that its `on_epoch_end` runs before the others'; a
         # fresh one a fit, and never in the caller's `CallbackList`.
-        guard = StreamGuard(getattr(x, "stream_position", None))
         callbacks = arguments.get("callbacks")
+        given = (
+            callbacks.callbacks
+            if isinstance(callbacks, keras.callbacks.CallbackList)
+            else list(callbacks or [])
+        )
+        # Only a restored epoch needs a hook after every batch, which
+        # keeps Keras from dispatching the callbacks asynchronously (JAX).
+        resumable = any(
+            isinstance(c, keras.callbacks.BackupAndRestore) for c in given
+        )
+        guard = (ResumableStreamGuard if resumable else StreamGuard)(
+            getattr(x, "stream_position", None)
+        )
         if isinstance(callbacks, keras.callbacks.CallbackList):
             arguments["callbacks"] = keras.callbacks.CallbackList(
-                [guard] + callbacks.callbacks, model=self, **callbacks.params
+                [guard] + given, model=self, **callbacks.params
             )
         else:
-            arguments["callbacks"] = [guard] + list(callbacks or [])
+            arguments["callbacks"] = [guard] + given
         return super().fit(**arguments)
 
     fit.__signature__ = inspect.signature(keras.Model.fit)
@@ -401,15 +413,12 @@ class StreamingBPTT(ChunkedTrainer):
 class StreamGuard(keras.callbacks.Callback):
     """What `StreamingBPTT.fit` adds to the callbacks (first), one a fit.
 
-    At each epoch's start, it resumes an epoch restored by
-    `BackupAndRestore` where its backup was taken: the dataset's
-    `stream_position` skips the batches already trained, and the epoch
-    ends after the stream's last batch, where Keras, which counts the
-    batches of a whole pass, would ask for more (a step past the data's
-    end still advances the optimizer's iteration count on TensorFlow).
-    Else it starts counting afresh. At each epoch's end, it stops `fit` if
-    a batch came out of order. It reads the model's variables once an
-    epoch, never a batch: the batches it counts are Keras' own.
+    At each epoch's start, it starts counting the stream's batches afresh
+    (see `ResumableStreamGuard` for an epoch `BackupAndRestore` restores);
+    at each epoch's end, it stops `fit` if a batch came out of order. It
+    reads the model's variables once an epoch, never a batch, and has no
+    hook after a batch, so that Keras may dispatch the callbacks
+    asynchronously.
     """
 
     def __init__(self, position):
@@ -445,12 +454,6 @@ class StreamGuard(keras.callbacks.Callback):
                 "without `stream_position`"
             )
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.resumed_until is None or self.model.stop_training:
-            return
-        if self.done + batch + 1 >= self.resumed_until:
-            self.model.stop_training = self.cut = True
-
     def on_epoch_end(self, epoch, logs=None):
         errors = int(ops.convert_to_numpy(self.model.order_errors.value))
         if errors:
@@ -469,6 +472,22 @@ class StreamGuard(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.position is not None:
             self.position.epoch, self.position.skip_batches = None, 0
+
+
+class ResumableStreamGuard(StreamGuard):
+    """`StreamGuard` for a fit with `BackupAndRestore`: it resumes an epoch
+    restored where its backup was taken. The dataset's `stream_position`
+    skips the batches already trained, and the epoch ends after the
+    stream's last batch, where Keras, which counts the batches of a whole
+    pass, would ask for more (a step past the data's end still advances
+    the optimizer's iteration count on TensorFlow): counted on the host
+    from Keras' own batch index."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.resumed_until is None or self.model.stop_training:
+            return
+        if self.done + batch + 1 >= self.resumed_until:
+            self.model.stop_training = self.cut = True
 
 
 __all__ = ["StreamingBPTT"]

@@ -2,6 +2,7 @@
 truncated BPTT (gradients), rows reset where a new video begins, `fit`
 trains, and the wrong uses it refuses."""
 
+import threading
 from unittest import mock
 
 import keras
@@ -221,6 +222,13 @@ class StreamingBPTTTest(testing.TestCase):
                 reads.append(value)
                 return ops.convert_to_numpy(value)
 
+        class Threads(keras.callbacks.Callback):
+            async_safe = True
+            threads = set()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.threads.add(threading.get_ident())
+
         counts = []
         for count in (1, 3):
             videos = [tbptt.random((4, 3), n) for n in range(count)]
@@ -228,10 +236,14 @@ class StreamingBPTTTest(testing.TestCase):
             trainer = compiled(StreamingBPTT(tbptt.lstm_model()))
             del reads[:]
             with mock.patch.object(streaming_bptt, "ops", CountingOps()):
-                trainer.fit(stream, epochs=1, verbose=0)
+                trainer.fit(stream, epochs=1, verbose=0, callbacks=[Threads()])
             counts.append(len(reads))
         # 2 and 6 batches: the reads are per epoch.
         self.assertEqual(counts[0], counts[1])
+        if keras.backend.backend() == "jax":
+            # No hook of its own after a batch: Keras dispatches the batch
+            # callbacks asynchronously (on JAX; TensorFlow never does).
+            self.assertNotIn(threading.get_ident(), Threads.threads)
 
     def test_predict_and_evaluate_leave_the_training_rows_alone(self):
         def stream(seed):

@@ -230,10 +230,10 @@ class StreamingBPTTTest(testing.TestCase):
                 self.threads.add(threading.get_ident())
 
         counts = []
+        trainer = compiled(StreamingBPTT(tbptt.lstm_model()))
         for count in (1, 3):
             videos = [tbptt.random((4, 3), n) for n in range(count)]
             stream = streaming_chunks(video_dataset(videos), 1, 2)
-            trainer = compiled(StreamingBPTT(tbptt.lstm_model()))
             del reads[:]
             with mock.patch.object(streaming_bptt, "ops", CountingOps()):
                 trainer.fit(stream, epochs=1, verbose=0, callbacks=[Threads()])

@@ -204,10 +204,7 @@ class WholePastTest(testing.TestCase):
         for variable, value in zip(seeds, before, strict=True):
             self.assertNotAllClose(ops.convert_to_numpy(variable), value)
 
-    @parameterized.parameters("donor", "whole_past")
-    def test_losses_of_the_clips_runs_count_and_the_passes_do_not(
-        self, handover
-    ):
+    def test_losses_of_the_clips_runs_count_and_the_passes_do_not(self):
         # The handover's passes are inference runs: as in `predict`, the
         # losses their layers add train nothing; the clips' own runs add
         # theirs once.
@@ -222,7 +219,7 @@ class WholePastTest(testing.TestCase):
         labels = np.array([0, 1])
         losses = []
         for model in (regularized, plain):
-            trainer = CoherenceModel(model, state_handover=handover)
+            trainer = CoherenceModel(model, state_handover="whole_past")
             trainer.compile(
                 loss=keras.losses.SparseCategoricalCrossentropy(True)
             )

@@ -1,5 +1,3 @@
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -341,26 +339,6 @@ class CoherenceFitTest(testing.TestCase):
         )
         with self.assertRaisesRegex(ValueError, "aggregation='max'"):
             CoherenceModel(model, aggregation="max")
-
-    @pytest.mark.slow
-    def test_keras_file_round_trip(self):
-        trainer = CoherenceModel(
-            tiny_model(), coherence_weight=0.3, state_handover="donor"
-        )
-        trainer.compile("adam", LOSS)
-        trainer.fit(fixed_clips(), epochs=1, verbose=0)
-        path = os.path.join(self.get_temp_dir(), "trainer.keras")
-        trainer.save(path)
-        restored = keras.saving.load_model(path)
-        self.assertIsInstance(restored, CoherenceModel)
-        self.assertEqual(restored.coherence_weight, 0.3)
-        self.assertEqual(restored.state_handover, "donor")
-        inputs, _ = next(iter(fixed_clips()))
-        self.assertAllClose(
-            restored(inputs)["probabilities"],
-            trainer(inputs)["probabilities"],
-            atol=1e-6,
-        )
 
 
 class CoherenceBadInputTest(testing.TestCase):

@@ -13,19 +13,6 @@ from keras_cbm.training.video_trainer import VideoTrainer
 from keras_cbm.training.video_trainer import check_per_frame
 
 
-def check_chunk_length(chunk_length):
-    """Raises `ValueError` unless `chunk_length` is an integer >= 1."""
-    if (
-        isinstance(chunk_length, bool)
-        or not isinstance(chunk_length, int)
-        or chunk_length < 1
-    ):
-        raise ValueError(
-            "`chunk_length` must be an integer >= 1 (frames per chunk). "
-            f"Received: chunk_length={chunk_length!r}"
-        )
-
-
 class ChunkedTrainer(VideoTrainer):
     """The base of the trainers that run videos in chunks (`TruncatedBPTT`,
     `StreamingBPTT`): a `VideoTrainer` with `run_chunks`.

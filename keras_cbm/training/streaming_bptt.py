@@ -8,8 +8,8 @@ import inspect
 import keras
 from keras import ops
 
+from keras_cbm.layers.base_cbm import check_units
 from keras_cbm.training.chunked_runs import ChunkedTrainer
-from keras_cbm.training.chunked_runs import check_chunk_length
 from keras_cbm.training.video_trainer import per_frame
 
 # Keys of a streaming batch: required, then optional.
@@ -138,7 +138,7 @@ class StreamingBPTT(ChunkedTrainer):
             **kwargs,
         )
         if chunk_length is not None:
-            check_chunk_length(chunk_length)
+            chunk_length = check_units("chunk_length", chunk_length)
         self.chunk_length = chunk_length
         # Where the stream stands in `fit`: the epoch and the batches of it
         # trained (-1: no epoch begun; see `StreamGuard`).

@@ -5,8 +5,8 @@ gradients cut at chunk boundaries."""
 import keras
 from keras import ops
 
+from keras_cbm.layers.base_cbm import check_units
 from keras_cbm.training.chunked_runs import ChunkedTrainer
-from keras_cbm.training.chunked_runs import check_chunk_length
 from keras_cbm.training.frame_targets import check_targets
 from keras_cbm.training.frame_targets import frame_weights
 
@@ -112,8 +112,7 @@ class TruncatedBPTT(ChunkedTrainer):
             from_logits=from_logits,
             **kwargs,
         )
-        check_chunk_length(chunk_length)
-        self.chunk_length = chunk_length
+        self.chunk_length = check_units("chunk_length", chunk_length)
         self.targets = check_targets(targets, allow_given=True)
         self.built = True
 

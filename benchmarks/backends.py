@@ -64,7 +64,9 @@ def train(args):
         frame_shape=job["frame_shape"],
         stage_filters=tuple(args.stage_filters),
     )
-    trainer = CoherenceModel(net, state_handover=args.state_handover)
+    trainer = CoherenceModel(
+        net, state_handover="donor" if args.state_handover else None
+    )
     trainer.compile(
         keras.optimizers.AdamW(1e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),

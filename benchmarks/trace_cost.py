@@ -78,7 +78,7 @@ def measure(args, clips, handover):
         blocks_per_stage=args.blocks_per_stage,
     )
     trainer = CoherenceModel(
-        net, state_handover=False if handover == "none" else handover
+        net, state_handover=None if handover == "none" else handover
     )
     trainer.compile(
         keras.optimizers.AdamW(1e-3),

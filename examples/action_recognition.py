@@ -467,7 +467,7 @@ def build_trainer(args, num_classes, frame_shape, steps):
     trainer = training.CoherenceModel(
         net,
         coherence_weight=args.coherence_weight,
-        state_handover=args.state_handover,
+        state_handover="donor" if args.state_handover else None,
     )
     trainer.compile(
         optimizer=keras.optimizers.AdamW(
@@ -493,7 +493,7 @@ def plot_history(history, path, title, chance):
     figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (
         ("task_loss", "train task loss (per frame)"),
-        ("val_task_loss", "test task loss (per video)"),
+        ("val_task_loss", "test task loss (per frame)"),
     ):
         if key in history:
             losses.plot(epochs, history[key], marker="o", label=label)

@@ -84,8 +84,9 @@ def overlapping_clips(
             such feature the id is the video's position in `dataset`.
         num_parallel_calls: Passed to `Dataset.map`.
         targets: Optional frame targets (see
-            `keras_cbm.training.frame_weights`: `"all"`, `("last", k)`,
-            `("from", j)` of the video's frames, or `"given"`: the video's
+            `keras_cbm.training.frame_weights`: `"all"`, a
+            `keras_cbm.training.FrameTargets` or its short forms
+            `("last", k)` and `("from", j)`, or `"given"`: the video's
             own `"frame_weights"` feature, `(N,)` floats, e.g. 1 from the
             frame where its label becomes knowable): adds
             `"frame_weights"`, which `CoherenceModel` applies to its task

@@ -132,8 +132,10 @@ def streaming_chunks(
         drop_remainder: Whether the stream ends when the first row runs
             out of videos (see above).
         targets: Optional frame targets of the videos' frames (see
-            `keras_cbm.training.frame_weights`: `"all"`, `("last", k)`,
-            `("from", j)`): frames outside them get weight 0.
+            `keras_cbm.training.frame_weights`: `"all"`, a
+            `keras_cbm.training.FrameTargets` or its short forms
+            `("last", k)` and `("from", j)`): frames outside them get
+            weight 0.
         video_key, label_key: The features holding the frames and the
             label.
         id_key: The feature holding the video's id; when the dataset has

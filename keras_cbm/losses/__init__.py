@@ -1,4 +1,4 @@
-"""Losses of the overlap coherence training scheme (any backend)."""
+"""Losses of the overlap coherence training scheme (TensorFlow and JAX)."""
 
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.losses.overlap_coherence import overlap_coherence

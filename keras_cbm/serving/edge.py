@@ -57,9 +57,9 @@ def export_step(
     Args:
         model: A per-frame classifier, frames `(batch, time, *frame_shape)`
             to outputs `(batch, time, classes)` (any model
-            `keras_cbm.models.RecurrentStates` takes), or a
-            `CoherenceModel`, whose wrapped model is exported with its
-            `from_logits`. A model trained on JAX or PyTorch exports after
+            `keras_cbm.models.RecurrentStates` takes), or a trainer
+            (`keras_cbm.training.VideoTrainer`), whose wrapped model is
+            exported with its `from_logits`. A model trained on JAX or PyTorch exports after
             `keras.saving.load_model` under TensorFlow.
         path: The file to write: it ends in `.tflite` for LiteRT, `.onnx`
             for ONNX.
@@ -72,7 +72,7 @@ def export_step(
             it meets streamed from zero states, calibrates the ranges (a
             few hundred frames of real videos).
         from_logits: Whether `model` outputs logits; `None` takes the
-            `CoherenceModel`'s, or `True`.
+            trainer's, or `True`.
         scale: Positive number, the factor from uint8 to the model's input.
         frame_shape: The shape of one frame, needed for a model without
             `inputs` (subclassed).

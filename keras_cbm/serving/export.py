@@ -19,7 +19,7 @@ from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.serving.frame_step import FrameStep
 from keras_cbm.serving.frame_step import input_dtype
 from keras_cbm.serving.frame_step import scaled_frames
-from keras_cbm.training.coherence_model import CoherenceModel
+from keras_cbm.training.video_trainer import VideoTrainer
 
 # How to export a model trained under another backend, for the refusal.
 _UNDER_TENSORFLOW = (
@@ -43,9 +43,9 @@ def _check_backend(function):
 
 
 def _settings(model, aggregation, from_logits):
-    """The model, aggregation and `from_logits` to export; a
-    `CoherenceModel` gives its wrapped model and its defaults."""
-    if isinstance(model, CoherenceModel):
+    """The model, aggregation and `from_logits` to export; a trainer
+    (`VideoTrainer`) gives its wrapped model and its defaults."""
+    if isinstance(model, VideoTrainer):
         if aggregation is None:
             aggregation = model.aggregation
         if from_logits is None:
@@ -54,7 +54,8 @@ def _settings(model, aggregation, from_logits):
     if not isinstance(model, keras.Model):
         raise ValueError(
             "`model` must be a Keras model of frames (batch, time, "
-            f"*frame_shape) or a `CoherenceModel`. Received: model={model!r}"
+            f"*frame_shape) or a trainer (`keras_cbm.training.VideoTrainer`)."
+            f" Received: model={model!r}"
         )
     aggregation = "mean" if aggregation is None else aggregation
     if aggregation not in VIDEO_AGGREGATIONS:
@@ -290,15 +291,17 @@ def export(
 
     Args:
         model: A Keras model of frames `(batch, time, *frame_shape)`; or a
-            `CoherenceModel`, whose wrapped model is exported with its
-            `aggregation` and `from_logits` as the defaults.
+            trainer (`keras_cbm.training.VideoTrainer`: `CoherenceModel`,
+            `TruncatedBPTT`, `StreamingBPTT`), whose wrapped model is
+            exported with its `aggregation` and `from_logits` as the
+            defaults.
         path: The SavedModel's directory.
         aggregation: `video_probabilities`' mode of `classify`: `"mean"`
             (of the logits), `"mean_probabilities"`, `"vote"` or `"last"`;
-            `None` takes the `CoherenceModel`'s, or `"mean"`.
+            `None` takes the trainer's, or `"mean"`.
         from_logits: Whether a per-frame classifier outputs logits (a
             softmax makes the probabilities) or probabilities; `None` takes
-            the `CoherenceModel`'s, or `True`.
+            the trainer's, or `True`.
         scale: Positive number, the factor from uint8 to the model's input.
         frame_shape: The shape of one frame, needed for a model without
             `inputs` (subclassed); `None` takes the model's input shape.

@@ -1,4 +1,4 @@
-"""Training per-frame video models on every Keras backend: on overlapping
+"""Training per-frame video models on TensorFlow and JAX: on overlapping
 clips with the overlap coherence loss (`CoherenceModel`), on whole videos
 in chunks with truncated back-propagation through time (`TruncatedBPTT`), on
 streams of chunks of videos too long to hold (`StreamingBPTT`).
@@ -8,16 +8,20 @@ streams of chunks of videos too long to hold (`StreamingBPTT`).
 """
 
 from keras_cbm.training.coherence_model import CoherenceModel
+from keras_cbm.training.frame_targets import FrameTargets
 from keras_cbm.training.frame_targets import frame_weights
 from keras_cbm.training.streaming_bptt import StreamingBPTT
 from keras_cbm.training.truncated_bptt import TruncatedBPTT
+from keras_cbm.training.video_trainer import VideoTrainer
 
 __all__ = [
     "CoherenceModel",
+    "FrameTargets",
     "MultiWorkerCoherenceModel",
     "MultiWorkerFit",
     "StreamingBPTT",
     "TruncatedBPTT",
+    "VideoTrainer",
     "frame_weights",
 ]
 

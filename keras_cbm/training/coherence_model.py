@@ -2,54 +2,50 @@
 with the overlap coherence loss, through Keras' own training step."""
 
 import math
+import warnings
 
 import keras
 from keras import ops
 
 from keras_cbm.keras_internals import unscale_loss_for_distribution
-from keras_cbm.layers.base_cbm import check_choice
-from keras_cbm.layers.frame_aggregation import VIDEO_AGGREGATIONS
-from keras_cbm.layers.frame_aggregation import video_probabilities
 from keras_cbm.losses.overlap_coherence import OverlapCoherence
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
-from keras_cbm.serving.frame_step import input_dtype
 from keras_cbm.training.state_handover import clip_starts
 from keras_cbm.training.state_handover import donor_states
 from keras_cbm.training.state_handover import whole_past_states
+from keras_cbm.training.video_trainer import VideoTrainer
+from keras_cbm.training.video_trainer import check_per_frame
 
 CLIP_KEYS = ("clips", "alignment")
 PAST_KEYS = ("past", "past_alignment")
-# `state_handover` values, by the handover they select.
-HANDOVERS = {
-    False: None,
-    True: "donor",
-    "donor": "donor",
-    "whole_past": "whole_past",
-}
+HANDOVERS = (None, "donor", "whole_past")
+# The booleans `state_handover` took before, by the value that replaced them.
+OLD_HANDOVERS = {False: None, True: "donor"}
 
 
-def check_per_frame(outputs_shape):
-    """Raises `ValueError` unless a model's outputs `(batch, time, ...)`
-    are per-frame predictions `(batch, time, classes)`."""
-    if len(outputs_shape) != 3:
-        raise ValueError(
-            "`model` must output per-frame predictions (batch, time, "
-            "classes). Received: outputs of shape "
-            f"{('batch',) + tuple(outputs_shape[1:])} per clip"
-        )
-
-
-def _check_handover(state_handover):
+def check_handover(state_handover, warn=True):
     """The handover `state_handover` selects (`None`, `"donor"` or
-    `"whole_past"`); raises `ValueError` for any other value."""
-    if isinstance(state_handover, (bool, str)):
-        if state_handover in HANDOVERS:
-            return HANDOVERS[state_handover]
+    `"whole_past"`); the old booleans give their new value, with a
+    `DeprecationWarning` if `warn`; raises `ValueError` for anything
+    else."""
+    if isinstance(state_handover, bool):
+        new = OLD_HANDOVERS[state_handover]
+        if warn:
+            warnings.warn(
+                f"`state_handover={state_handover}` is deprecated: use "
+                f"`state_handover={new!r}`.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        return new
+    if state_handover is None or (
+        isinstance(state_handover, str) and state_handover in HANDOVERS
+    ):
+        return state_handover
     raise ValueError(
-        "`state_handover` must be one of False, True (the same as "
-        "'donor'), 'donor' or 'whole_past'. Received: "
-        f"state_handover={state_handover!r}"
+        "`state_handover` must be one of None, 'donor' or 'whole_past'. "
+        f"Received: state_handover={state_handover!r}"
     )
 
 
@@ -88,16 +84,8 @@ def _check_clip_inputs(inputs):
         )
 
 
-def _per_frame(values, alignment):
-    """Per-video `values` `(batch, ...)` repeated for every clip frame."""
-    values = ops.convert_to_tensor(values)
-    trailing = tuple(values.shape[1:])
-    values = ops.reshape(values, (-1, 1, 1) + trailing)
-    return ops.broadcast_to(values, tuple(ops.shape(alignment)) + trailing)
-
-
 @keras.saving.register_keras_serializable(package="keras_cbm")
-class CoherenceModel(keras.Model):
+class CoherenceModel(VideoTrainer):
     """Trains a per-frame video model on overlapping clips of each video.
 
     The overlap coherence training scheme: each batch holds `K` clips per
@@ -117,23 +105,24 @@ class CoherenceModel(keras.Model):
     whatever layers lie between.
 
     Training runs through Keras' own `train_step` (the losses are in
-    `compute_loss`), so it works on every backend, under `tf.distribute`
-    strategies and `keras.distribution`. `History` and the progress bar show
-    `loss` (the total), `task_loss`, `coherence_loss` and the compiled
-    metrics.
+    `compute_loss`, see `VideoTrainer`), on TensorFlow and JAX, under
+    `tf.distribute` strategies and `keras.distribution`. `History` and the
+    progress bar show `loss` (the total), `task_loss`, `coherence_loss` and
+    the compiled metrics. Evaluation (`evaluate`, `validation_data`)
+    measures the same losses on its clips, so `val_loss` is `loss` on the
+    validation data (what `EarlyStopping` and `ReduceLROnPlateau` compare).
 
     The model's outputs are per video: `call`, `predict` and the compiled
     metrics see `"probabilities"`, `keras_cbm.layers.video_probabilities`
-    of the outputs on all the clips of a video, in frame order: by default
+    of the outputs on all the clips of a video (on their target frames
+    where the inputs hold `"frame_weights"`), in frame order: by default
     the softmax of the mean of the frames' logits (of the logarithms of
     the probabilities without `from_logits`, which is the same), the
-    quantity `keras_cbm.serving.export`'s `classify` returns. In
-    evaluation (`evaluate`, `validation_data`) the task loss compares that
-    video prediction with the label (as logits `log(p)` when
-    `from_logits`); `coherence_loss` is measured on the clips as in
-    training.
+    quantity `keras_cbm.serving.export`'s `classify` returns. A video-level
+    loss is a compiled metric on them, e.g.
+    `keras.metrics.SparseCategoricalCrossentropy()`.
 
-    With `state_handover="donor"` (or `True`), a clip that starts inside
+    With `state_handover="donor"`, a clip that starts inside
     an earlier-starting clip of its video begins from that clip's recurrent
     states (every recurrent layer) at the frame just before its start, as
     an inference run of that clip reaches them, with the gradient cut (see
@@ -148,16 +137,21 @@ class CoherenceModel(keras.Model):
     supported. Frame targets: where the inputs hold `"frame_weights"`
     `(batch, clips, steps)` (`overlapping_clips(..., targets=...)`), the
     task loss of a video is the weighted mean over its frames (0 for a
-    video whose clips hold no target frame).
+    video whose clips hold no target frame). Losses the model's layers add
+    (`add_loss`, an `activity_regularizer`) count in the clips' own runs,
+    not in the handover's inference passes (which, as `predict`, train
+    nothing).
 
     Args:
         model: A per-frame video model (see above).
         coherence_weight: Float >= 0, the weight of the coherence loss.
-        state_handover: How clips start: `False` (from zero states),
-            `"donor"` or `True` (from the states of the earliest earlier
-            clip of their video that holds their start, the paper's
-            handover) or `"whole_past"` (from the states a pass over the
-            video's frames before their start reaches).
+        state_handover: How clips start: `None` (from zero states),
+            `"donor"` (from the states of the earliest earlier clip of
+            their video that holds their start, the paper's handover) or
+            `"whole_past"` (from the states a pass over the video's frames
+            before their start reaches). The former `False` and `True`
+            still work, with a `DeprecationWarning` naming `None` and
+            `"donor"`.
         symmetric: Whether the coherence loss runs both ways (see
             `overlap_coherence`).
         aggregation: How a video's frames make its prediction, one of
@@ -165,8 +159,8 @@ class CoherenceModel(keras.Model):
             `"mean_probabilities"`, `"vote"` or `"last"` (see
             `keras_cbm.layers.video_probabilities`).
         from_logits: Whether `model` outputs logits (a softmax gives the
-            probabilities) or probabilities.
-        **kwargs: Base model arguments (`name`, ...).
+            probabilities) or probabilities; must be the compiled loss's.
+        **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: A dict with `"clips"` `(batch, clips, steps, *frame_shape)`
@@ -199,7 +193,7 @@ class CoherenceModel(keras.Model):
     ...         keras.layers.GlobalAveragePooling2D()),
     ...     keras.layers.Dense(2)])
     >>> trainer = CoherenceModel(net, coherence_weight=0.5,
-    ...                          state_handover=True)
+    ...                          state_handover="donor")
     >>> trainer.compile(
     ...     "adam",
     ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -213,13 +207,15 @@ class CoherenceModel(keras.Model):
         self,
         model,
         coherence_weight=1.0,
-        state_handover=False,
+        state_handover=None,
         symmetric=False,
         aggregation="mean",
         from_logits=True,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(
+            model, aggregation=aggregation, from_logits=from_logits, **kwargs
+        )
         if (
             isinstance(coherence_weight, bool)
             or not isinstance(coherence_weight, (int, float))
@@ -230,25 +226,13 @@ class CoherenceModel(keras.Model):
                 "`coherence_weight` must be a finite number >= 0. Received: "
                 f"coherence_weight={coherence_weight!r}"
             )
-        if not isinstance(model, keras.Model):
-            raise ValueError(
-                "`model` must be a Keras model of frames (batch, time, ...) "
-                "to per-frame predictions (batch, time, classes). Received: "
-                f"model={model!r}"
-            )
-        self.model = model
         self.coherence_weight = coherence_weight
-        self._handover = _check_handover(state_handover)
-        self.state_handover = state_handover
+        self.state_handover = check_handover(state_handover)
         self.symmetric = symmetric
-        self.aggregation = check_choice(
-            "aggregation", aggregation, VIDEO_AGGREGATIONS
-        )
-        self.from_logits = from_logits
         # Handover needs every recurrent layer to run forward from given
         # states; clips on their own take any recurrent layer.
         self.recurrent_states = (
-            RecurrentStates(model) if self._handover else None
+            RecurrentStates(model) if self.state_handover else None
         )
         self.coherence = OverlapCoherence(symmetric=symmetric)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
@@ -268,9 +252,9 @@ class CoherenceModel(keras.Model):
         _check_clip_inputs(inputs)
         clips = ops.cast(inputs["clips"], self._input_dtype)
         alignment = ops.cast(inputs["alignment"], "int32")
-        if self._handover == "donor":
+        if self.state_handover == "donor":
             states = donor_states(self.recurrent_states, clips, alignment)
-        elif self._handover == "whole_past":
+        elif self.state_handover == "whole_past":
             _check_past_inputs(inputs)
             states = whole_past_states(
                 self.recurrent_states,
@@ -306,60 +290,57 @@ class CoherenceModel(keras.Model):
             )
         return ops.reshape(outputs, (batch, count) + tuple(outputs.shape[1:]))
 
-    @property
-    def _input_dtype(self):
-        return input_dtype(self.model)
-
     def call(self, inputs, training=None):
         outputs = self.clip_outputs(inputs, training=training)
         return {
-            "probabilities": self._video_probabilities(
-                inputs["alignment"], outputs
-            ),
+            "probabilities": self.video_predictions(inputs, outputs),
             "clip_outputs": outputs,
         }
 
-    def _probabilities(self, outputs):
-        return ops.softmax(outputs, axis=-1) if self.from_logits else outputs
+    def frame_weights(self, inputs, outputs):
+        """The weight of every clip frame `(batch, clips, steps)`: 1 on
+        real frames, 0 on padding, times the inputs' `"frame_weights"`
+        where given."""
+        weights = ops.cast(inputs["alignment"] >= 0, self.compute_dtype)
+        if "frame_weights" in inputs:
+            weights = weights * ops.cast(inputs["frame_weights"], weights.dtype)
+        return weights
 
-    def _video_probabilities(self, alignment, outputs):
+    def video_predictions(self, inputs, outputs):
+        """The video predictions `(batch, classes)` of the clip outputs
+        `(batch, clips, steps, classes)`: those of their frames (of weight
+        > 0) in frame order, so that `"last"` means the video's last
+        frame."""
         classes = outputs.shape[-1]
-        frames = ops.reshape(outputs, (ops.shape(outputs)[0], -1, classes))
+        batch = ops.shape(outputs)[0]
+        frames = ops.reshape(outputs, (batch, -1, classes))
         alignment = ops.reshape(
-            ops.cast(alignment, "int32"), (ops.shape(frames)[0], -1)
+            ops.cast(inputs["alignment"], "int32"), (batch, -1)
         )
-        # Frame order, so that "last" means the video's last frame.
+        weights = ops.reshape(self.frame_weights(inputs, outputs), (batch, -1))
         order = ops.argsort(alignment, axis=1)
-        return video_probabilities(
+        return self.aggregate(
             ops.take_along_axis(frames, order[..., None], axis=1),
-            mask=ops.take_along_axis(alignment, order, axis=1) >= 0,
-            aggregation=self.aggregation,
-            from_logits=self.from_logits,
+            ops.take_along_axis(weights, order, axis=1) > 0,
         )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        alignment = ops.cast(x["alignment"], "int32")
         outputs = y_pred["clip_outputs"]
-        if training:
-            task = super().compute_loss(
-                x,
-                _per_frame(y, alignment),
-                outputs,
-                self._frame_weights(x, alignment, sample_weight),
-                training=training,
-            )
-        else:
-            video = y_pred["probabilities"]
-            if self.from_logits:
-                # A softmax of log(p) is p: the loss sees the probabilities.
-                video = ops.log(ops.maximum(video, keras.config.epsilon()))
-            task = super().compute_loss(
-                x, y, video, sample_weight, training=training
-            )
+        # The same quantity in training and evaluation, so that `val_loss`
+        # compares with `loss` (see docs/training.md).
+        task = self.frame_loss(
+            x,
+            y,
+            outputs,
+            self.frame_weights(x, outputs),
+            sample_weight,
+            training,
+        )
+        alignment = ops.cast(x["alignment"], "int32")
         coherence = self.coherence(
-            alignment, self._probabilities(outputs), sample_weight
+            alignment, self.probabilities(outputs), sample_weight
         )
         # As Keras tracks its "loss": replica values unscaled, weighted by
         # the replica's batch size.
@@ -373,43 +354,23 @@ class CoherenceModel(keras.Model):
             )
         return task + ops.cast(self.coherence_weight, task.dtype) * coherence
 
-    def _frame_weights(self, inputs, alignment, sample_weight):
-        """Weights that make the loss the mean over videos of the mean over
-        each video's real frames (every video counts equally, whatever its
-        clips' lengths, and replicas reduce exactly), times each video's
-        `sample_weight`; with the inputs' `"frame_weights"`, the weighted
-        mean over each video's frames."""
-        real = ops.cast(alignment >= 0, self.compute_dtype)
-        if "frame_weights" in inputs:
-            real = real * ops.cast(inputs["frame_weights"], real.dtype)
-        frames = ops.cast(ops.size(real[0]), real.dtype)
-        real_per_video = ops.sum(real, axis=(1, 2), keepdims=True)
-        weights = real * ops.divide_no_nan(frames, real_per_video)
-        if sample_weight is not None:
-            weights = weights * _per_frame(
-                ops.cast(sample_weight, weights.dtype), alignment
-            )
-        return weights
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(
-            x, y, y_pred["probabilities"], sample_weight
-        )
+    def metric_inputs(self, x, y, y_pred, sample_weight=None):
+        return y, y_pred["probabilities"], sample_weight
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "model": keras.saving.serialize_keras_object(self.model),
+            **super().get_config(),
             "coherence_weight": self.coherence_weight,
             "state_handover": self.state_handover,
             "symmetric": self.symmetric,
-            "aggregation": self.aggregation,
-            "from_logits": self.from_logits,
         }
 
     @classmethod
     def from_config(cls, config):
+        # A file saved before `state_handover` took None for False and
+        # "donor" for True loads without the deprecation warning.
         config = dict(config)
-        config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        return cls(**config)
+        config["state_handover"] = check_handover(
+            config.get("state_handover"), warn=False
+        )
+        return super().from_config(config)

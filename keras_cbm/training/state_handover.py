@@ -13,7 +13,9 @@ import math
 import keras
 from keras import ops
 
+from keras_cbm.training.variable_values import current_values
 from keras_cbm.training.variable_values import fori_loop_with_values
+from keras_cbm.training.variable_values import run_with_values
 
 # Sorts after every frame index: an empty clip starts nowhere.
 _NO_START = 2**30
@@ -54,8 +56,14 @@ def _probe_states(run, sequences):
     """The model's states after one frame of one sequence of `sequences`
     `(batch, time, ...)`, in inference: their shapes and dtypes, which a
     loop's carry needs before the loop (the ops go unused and are pruned
-    from the compiled graph)."""
-    return run(sequences[:1, :1], training=False)[1]
+    from the compiled graph). Stateless, so that the probe neither updates
+    a variable nor adds a loss to the training's."""
+    (_, states), _ = run_with_values(
+        run.model,
+        current_values(run.model),
+        lambda: run(sequences[:1, :1], training=False),
+    )
+    return states
 
 
 def _zeros_per_clip(states, batch, count):

@@ -2,20 +2,35 @@
 videos too long to hold arrive as consecutive batches, and every row keeps
 its recurrent states from one batch to the next."""
 
+import contextlib
+import inspect
+
 import keras
 from keras import ops
 
-from keras_cbm.training.truncated_bptt import TruncatedBPTT
-from keras_cbm.training.truncated_bptt import check_chunk_length
-from keras_cbm.training.truncated_bptt import per_frame
+from keras_cbm.layers.base_cbm import check_units
+from keras_cbm.training.chunked_runs import ChunkedTrainer
+from keras_cbm.training.video_trainer import per_frame
 
 # Keys of a streaming batch: required, then optional.
 REQUIRED_KEYS = ("video", "new_video")
 ORDER_KEYS = ("chunk_index", "video_id")
 
 
+class _FrameMask(keras.layers.Layer):
+    """Its input, carrying `mask` as its Keras mask: what Keras' unweighted
+    `metrics` read (as for a masked sequence model's outputs)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return inputs
+
+
 @keras.saving.register_keras_serializable(package="keras_cbm")
-class StreamingBPTT(TruncatedBPTT):
+class StreamingBPTT(ChunkedTrainer):
     """Trains a per-frame video model on streams of chunks, one optimizer
     step per chunk, every row's recurrent states kept between batches.
 
@@ -35,24 +50,30 @@ class StreamingBPTT(TruncatedBPTT):
     `go_backwards` or `stateful` layer). The states' variables take their
     shape from the first batch (its number of rows and frame shape); every
     later batch must have as many rows. Training runs through Keras' own
-    `train_step` (the loss is in `compute_loss`), on every backend.
+    `train_step` (the loss is in `compute_loss`, see `VideoTrainer`), on
+    TensorFlow and JAX, on one replica: a `tf.distribute` strategy of
+    several replicas, which would split the rows, is refused.
 
     The compiled loss applies to every frame, the row's label repeated per
     frame, weighted by the batch's `"frame_weights"` (0 on padding; each
-    frame of weight 1 counts equally). The compiled metrics are per frame,
-    weighted the same way.
+    frame of weight 1 counts equally). The compiled metrics are per frame
+    and see only the frames of weight > 0 (Keras' `metrics` through the
+    outputs' mask, `weighted_metrics` through the weights).
 
-    In `fit`, the batches must be consecutive: a row's chunk is its
-    previous chunk's successor (`"chunk_index"` one more, same
-    `"video_id"`) or a new video's first chunk. A batch that breaks this
-    (a shuffled or repeated stream) stops `fit` with a `ValueError` after
-    its step. `fit` also resumes a stream killed mid-epoch: the position
-    in the epoch is kept in variables that `BackupAndRestore(save_freq=N)`
-    saves, and the restored epoch skips the batches already trained (the
-    dataset must be the one `streaming_chunks` or
-    `video_chunks_from_directory` returned, whose `stream_position` this
-    model sets). `steps_per_epoch` is not supported: an epoch is one pass
-    over the stream.
+    `fit` takes Keras' arguments (positionally too). The batches must be
+    consecutive: a row's chunk is its previous chunk's successor
+    (`"chunk_index"` one more, same `"video_id"`) or a new video's first
+    chunk. A batch that breaks this (a shuffled or repeated stream) stops
+    `fit` with a `ValueError` at the end of its epoch (the check reads the
+    trainer's variables once an epoch, never a batch). `fit` also resumes
+    a stream killed mid-epoch: the position in the epoch is kept in
+    variables that `BackupAndRestore(save_freq=N)` saves, and the restored
+    epoch skips the batches already trained (the dataset must be the one
+    `streaming_chunks` or `video_chunks_from_directory` returned, whose
+    `stream_position` this model sets). `steps_per_epoch` is not
+    supported: an epoch is one pass over the stream. `evaluate` and
+    `predict` run on the same rows (a stream's first batch starts every
+    row on a new video), then give the training rows back their states.
 
     Args:
         model: A per-frame video model (see above).
@@ -62,8 +83,11 @@ class StreamingBPTT(TruncatedBPTT):
         rematerialize: Whether to recompute each sub-chunk's activations
             in the backward pass (see `TruncatedBPTT`; useful with a
             `chunk_length` shorter than the batches).
-        from_logits: Whether `model` outputs logits or probabilities.
-        **kwargs: Base model arguments (`name`, ...).
+        aggregation: How `keras_cbm.serving.export`'s `classify` makes a
+            video's prediction of its frames (see `VideoTrainer`).
+        from_logits: Whether `model` outputs logits or probabilities; must
+            be the compiled loss's.
+        **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: A dict: `"video"` `(batch, time, *frame_shape)` with a
@@ -94,24 +118,27 @@ class StreamingBPTT(TruncatedBPTT):
     True
     """
 
+    # A row is a chunk of a video: each frame of weight 1 counts equally.
+    rows_are_videos = False
+
     def __init__(
         self,
         model,
         chunk_length=None,
         rematerialize=False,
+        aggregation="mean",
         from_logits=True,
         **kwargs,
     ):
-        if chunk_length is not None:
-            check_chunk_length(chunk_length)
         super().__init__(
             model,
-            chunk_length or 1,
-            targets="given",
             rematerialize=rematerialize,
+            aggregation=aggregation,
             from_logits=from_logits,
             **kwargs,
         )
+        if chunk_length is not None:
+            chunk_length = check_units("chunk_length", chunk_length)
         self.chunk_length = chunk_length
         # Where the stream stands in `fit`: the epoch and the batches of it
         # trained (-1: no epoch begun; see `StreamGuard`).
@@ -138,9 +165,24 @@ class StreamingBPTT(TruncatedBPTT):
             name="order_errors",
         )
         self.state_variables = None
-        self.built = False
+        self.frame_mask = _FrameMask(name="frame_mask")
+
+    def _check_one_replica(self):
+        """Raises `ValueError` under a `tf.distribute` strategy of several
+        replicas, which would split the rows whose states the variables
+        keep."""
+        strategy = getattr(self, "distribute_strategy", None)
+        replicas = getattr(strategy, "num_replicas_in_sync", 1)
+        if replicas > 1:
+            raise ValueError(
+                "`StreamingBPTT` must run on one replica: each row keeps its "
+                "states in variables of the whole batch, which a strategy "
+                "would split into per-replica batches. Received: "
+                f"{type(strategy).__name__} with {replicas} replicas"
+            )
 
     def build(self, input_shape):
+        self._check_one_replica()
         if not isinstance(input_shape, dict) or any(
             key not in input_shape for key in REQUIRED_KEYS
         ):
@@ -262,33 +304,67 @@ class StreamingBPTT(TruncatedBPTT):
         self.last_chunk.assign(chunk)
         self.last_video.assign(video)
 
-    def frame_weights(self, inputs, outputs):
-        """The loss weight of every frame `(batch, time)`: the inputs'
-        `"frame_weights"` as given (ones where absent)."""
-        if isinstance(inputs, dict) and "frame_weights" in inputs:
-            return ops.cast(inputs["frame_weights"], self.compute_dtype)
-        return ops.ones(ops.shape(outputs)[:2], self.compute_dtype)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # Per frame, where `TruncatedBPTT`'s metrics see whole videos.
-        return keras.Model.compute_metrics(
-            self,
-            x,
-            per_frame(y, y_pred),
-            y_pred,
-            self.loss_weights(x, y_pred, sample_weight),
+    def metric_inputs(self, x, y, y_pred, sample_weight=None):
+        # Per frame, a row being a chunk of a video: every metric sees the
+        # frames of weight > 0 only (Keras' unweighted `metrics` through
+        # the outputs' mask, `weighted_metrics` through the weights).
+        weights = self.loss_weights(
+            self.frame_weights(x, y_pred), sample_weight
+        )
+        return (
+            per_frame(y, weights),
+            self.frame_mask(y_pred, mask=weights > 0),
+            weights,
         )
 
-    def fit(self, x=None, y=None, **kwargs):
-        """`keras.Model.fit` over a stream (see the class docstring);
-        arguments after `y` by keyword."""
-        if kwargs.get("steps_per_epoch") is not None:
+    def _stream_variables(self):
+        """The variables a call writes: every row's states and the order
+        check's record."""
+        if self.state_variables is None:
+            return []
+        return keras.tree.flatten(self.state_variables) + [
+            self.last_chunk,
+            self.last_video,
+            self.order_errors,
+        ]
+
+    @contextlib.contextmanager
+    def _stream_kept(self):
+        """Restores the training rows' states and order record on exit."""
+        kept = [
+            (variable, ops.copy(variable.value))
+            for variable in self._stream_variables()
+        ]
+        try:
+            yield
+        finally:
+            for variable, value in kept:
+                variable.assign(value)
+
+    def evaluate(self, *args, **kwargs):
+        with self._stream_kept():
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        with self._stream_kept():
+            return super().predict(*args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        arguments = (
+            inspect.signature(keras.Model.fit)
+            .bind(self, *args, **kwargs)
+            .arguments
+        )
+        del arguments["self"]
+        if arguments.get("steps_per_epoch") is not None:
             raise ValueError(
                 "`steps_per_epoch` must be None for a streaming fit: an "
                 "epoch is one pass over the stream, which a restored epoch "
                 "resumes. Received: "
-                f"steps_per_epoch={kwargs['steps_per_epoch']!r}"
+                f"steps_per_epoch={arguments['steps_per_epoch']!r}"
             )
+        self._check_one_replica()
+        x = arguments.get("x")
         if not self.built and hasattr(x, "element_spec"):
             # `BackupAndRestore` restores the states' variables, which must
             # exist first; Keras' TensorFlow trainer builds a model only
@@ -303,52 +379,55 @@ class StreamingBPTT(TruncatedBPTT):
         self.stream_epoch.assign(-1)
         self.order_errors.assign(0)
         # Keras' `shuffle` cannot apply to a dataset (it warns).
-        kwargs.setdefault("shuffle", False)
-        callbacks = kwargs.pop("callbacks", None)
-        # First, so that its `on_epoch_end` runs before the others'.
-        guard = StreamGuard(getattr(x, "stream_position", None))
+        arguments.setdefault("shuffle", False)
+        # First, so that its `on_epoch_end` runs before the others'; a
+        # fresh one a fit, and never in the caller's `CallbackList`.
+        callbacks = arguments.get("callbacks")
+        given = (
+            callbacks.callbacks
+            if isinstance(callbacks, keras.callbacks.CallbackList)
+            else list(callbacks or [])
+        )
+        # Only a restored epoch needs a hook after every batch, which
+        # keeps Keras from dispatching the callbacks asynchronously (JAX).
+        resumable = any(
+            isinstance(c, keras.callbacks.BackupAndRestore) for c in given
+        )
+        guard = (ResumableStreamGuard if resumable else StreamGuard)(
+            getattr(x, "stream_position", None)
+        )
         if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks.callbacks.insert(0, guard)
-            guard.set_model(self)
+            arguments["callbacks"] = keras.callbacks.CallbackList(
+                [guard] + given, model=self, **callbacks.params
+            )
         else:
-            callbacks = [guard] + list(callbacks or [])
-        return super().fit(x, y, callbacks=callbacks, **kwargs)
+            arguments["callbacks"] = [guard] + given
+        return super().fit(**arguments)
+
+    fit.__signature__ = inspect.signature(keras.Model.fit)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "model": keras.saving.serialize_keras_object(self.model),
-            "chunk_length": self.chunk_length,
-            "rematerialize": self.rematerialize,
-            "from_logits": self.from_logits,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        return cls(**config)
+        return {**super().get_config(), "chunk_length": self.chunk_length}
 
 
 class StreamGuard(keras.callbacks.Callback):
-    """What `StreamingBPTT.fit` adds to the callbacks (first).
+    """What `StreamingBPTT.fit` adds to the callbacks (first), one a fit.
 
-    At each epoch's start, it resumes an epoch restored by
-    `BackupAndRestore` where its backup was taken: the dataset's
-    `stream_position` skips the batches already trained, and the epoch
-    ends after the stream's last batch, where Keras, which counts the
-    batches of a whole pass, would ask for more (a step past the data's
-    end still advances the optimizer's iteration count on TensorFlow).
-    Else it starts counting afresh. After each batch, it stops `fit` on a
-    batch out of order.
+    At each epoch's start, it starts counting the stream's batches afresh
+    (see `ResumableStreamGuard` for an epoch `BackupAndRestore` restores);
+    at each epoch's end, it stops `fit` if a batch came out of order. It
+    reads the model's variables once an epoch, never a batch, and has no
+    hook after a batch, so that Keras may dispatch the callbacks
+    asynchronously.
     """
 
     def __init__(self, position):
         super().__init__()
         self.position = position
         self.epoch = None
-        # The batches of the stream's pass, in a resumed epoch.
+        # In a resumed epoch: the batches trained before it, and those of
+        # the stream's pass.
+        self.done = 0
         self.resumed_until = None
         self.cut = False
 
@@ -360,6 +439,7 @@ class StreamGuard(keras.callbacks.Callback):
             trainer.stream_epoch.assign(epoch)
             trainer.stream_batches.assign(0)
             done = 0
+        self.done = done
         if self.position is not None:
             self.position.epoch = epoch
             self.position.skip_batches = done
@@ -374,23 +454,17 @@ class StreamGuard(keras.callbacks.Callback):
                 "without `stream_position`"
             )
 
-    def on_train_batch_end(self, batch, logs=None):
-        trainer = self.model
-        if int(ops.convert_to_numpy(trainer.order_errors.value)):
+    def on_epoch_end(self, epoch, logs=None):
+        errors = int(ops.convert_to_numpy(self.model.order_errors.value))
+        if errors:
             raise ValueError(
                 "`x` must give each row of a stream its video's chunks in "
                 "order: every batch must continue each row's video with its "
                 "next chunk (`chunk_index` one more, the same `video_id`) or "
                 "start a new video at its chunk 0 (`new_video`). Received: "
-                f"batch {batch} of epoch {self.epoch + 1} out of order (a "
+                f"{errors} batches of epoch {epoch + 1} out of order (a "
                 "shuffled, repeated or skipping streaming dataset?)"
             )
-        if self.resumed_until is not None and not trainer.stop_training:
-            done = int(ops.convert_to_numpy(trainer.stream_batches.value))
-            if done >= self.resumed_until:
-                trainer.stop_training = self.cut = True
-
-    def on_epoch_end(self, epoch, logs=None):
         if self.cut:
             # Only the resumed epoch ends here, not the fit.
             self.model.stop_training = self.cut = False
@@ -398,6 +472,22 @@ class StreamGuard(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.position is not None:
             self.position.epoch, self.position.skip_batches = None, 0
+
+
+class ResumableStreamGuard(StreamGuard):
+    """`StreamGuard` for a fit with `BackupAndRestore`: it resumes an epoch
+    restored where its backup was taken. The dataset's `stream_position`
+    skips the batches already trained, and the epoch ends after the
+    stream's last batch, where Keras, which counts the batches of a whole
+    pass, would ask for more (a step past the data's end still advances
+    the optimizer's iteration count on TensorFlow): counted on the host
+    from Keras' own batch index."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.resumed_until is None or self.model.stop_training:
+            return
+        if self.done + batch + 1 >= self.resumed_until:
+            self.model.stop_training = self.cut = True
 
 
 __all__ = ["StreamingBPTT"]

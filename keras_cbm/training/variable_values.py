@@ -1,6 +1,6 @@
 """Running a model stateless in its non-trainable variables: what a traced
 loop or a rematerialised function needs of batch-normalisation statistics
-and dropout seed generators on every backend."""
+and dropout seed generators on TensorFlow and JAX."""
 
 import keras
 from keras import ops
@@ -8,7 +8,7 @@ from keras import ops
 from keras_cbm.keras_internals import in_stateless_scope
 
 
-def run_with_values(model, values, function, *args):
+def run_with_values(model, values, function, *args, collect_losses=False):
     """Calls `function(*args)` with `model`'s non-trainable variables read
     from `values` and their updates returned, none assigned.
 
@@ -23,10 +23,15 @@ def run_with_values(model, values, function, *args):
         values: One tensor per variable of `model.non_trainable_variables`.
         function: A callable.
         *args: Its arguments.
+        collect_losses: Whether to return the losses that layers add
+            (`add_loss`, `activity_regularizer`) in `function`; else they
+            are dropped, as in any stateless call that does not collect
+            them.
 
     Returns:
         `(result, new_values)`: what `function` returned, and the values of
-        `model.non_trainable_variables` after it.
+        `model.non_trainable_variables` after it; with `collect_losses`,
+        `(result, new_values, losses)`, `losses` a list of scalars.
     """
     variables = model.non_trainable_variables
     mapping = list(zip(variables, values, strict=True))
@@ -34,9 +39,14 @@ def run_with_values(model, values, function, *args):
         # JAX's training step maps every variable to a value; an inner
         # scope hides the outer one, so it maps them all.
         mapping += [(v, v.value) for v in model.trainable_variables]
-    with keras.StatelessScope(state_mapping=mapping) as scope:
+    with keras.StatelessScope(
+        state_mapping=mapping, collect_losses=collect_losses
+    ) as scope:
         result = function(*args)
-    return result, [scope.get_current_value(v) for v in variables]
+    new_values = [scope.get_current_value(v) for v in variables]
+    if collect_losses:
+        return result, new_values, list(scope.losses)
+    return result, new_values
 
 
 def current_values(model):
@@ -58,7 +68,10 @@ def fori_loop_with_values(model, iterations, body, carry):
     carry (`run_with_values`) and assigned once after it.
 
     Inference runs need it too: Keras' recurrent layers draw their dropout
-    masks (seed-generator updates) whatever the mode.
+    masks (seed-generator updates) whatever the mode. The losses layers add
+    in `body` are not collected: a loop's runs are the inference passes of
+    state handover, which, as `predict`, train nothing (a value made in a
+    loop's body cannot leave it but through the carry).
 
     Args:
         model: The Keras model `body` runs.

@@ -51,3 +51,11 @@ class MirroredStrategyTest(testing.TestCase):
             other = key.replace("single_", "mirrored_")
             self.assertAllClose(runs[other], runs[key], atol=1e-4)
         self.assertTrue(weights)
+        # A stream's rows keep their states in variables of the whole batch.
+        self.assertIn(
+            "`StreamingBPTT` must run on one replica",
+            str(runs["streaming_error"]),
+        )
+        self.assertIn(
+            "MirroredStrategy with 2 replicas", str(runs["streaming_error"])
+        )

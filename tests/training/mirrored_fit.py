@@ -2,7 +2,8 @@
 MirroredStrategy of 2 logical CPU devices, with the same global batch, and
 saves both runs' losses and weights to the `.npz` path given (a second
 argument `handover` trains with state handover: `RecurrentStates` in the
-replica threads).
+replica threads), and the error a `StreamingBPTT` fit under the strategy
+gives.
 
 Run as a script: the logical devices must exist before TensorFlow starts.
 """
@@ -20,7 +21,9 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_cbm.data import streaming_chunks  # noqa: E402
 from keras_cbm.training import CoherenceModel  # noqa: E402
+from keras_cbm.training import StreamingBPTT  # noqa: E402
 from tests.training.tiny import fixed_clips  # noqa: E402
 from tests.training.tiny import tiny_model  # noqa: E402
 
@@ -31,7 +34,9 @@ def run(strategy, state_handover):
     with strategy.scope():
         model = tiny_model()
         trainer = CoherenceModel(
-            model, coherence_weight=1.0, state_handover=state_handover
+            model,
+            coherence_weight=1.0,
+            state_handover="donor" if state_handover else None,
         )
         trainer.compile(
             # At 0.5 the default (gated) cells' softmax saturates (the
@@ -59,6 +64,27 @@ def run(strategy, state_handover):
     return losses, model.get_weights()
 
 
+def streaming_error(strategy):
+    """The error of a `StreamingBPTT` fit under `strategy` ('' if none)."""
+    videos = tf.data.Dataset.from_tensor_slices(
+        {"video": np.zeros((4, 4, 3), "float32"), "label": [0, 1, 0, 1]}
+    )
+    with strategy.scope():
+        net = keras.Sequential(
+            [
+                keras.Input((None, 3)),
+                keras.layers.LSTM(2, return_sequences=True),
+            ]
+        )
+        trainer = StreamingBPTT(net, from_logits=False)
+        trainer.compile("sgd", "sparse_categorical_crossentropy", None)
+    try:
+        trainer.fit(streaming_chunks(videos, 4, 2), verbose=0)
+    except ValueError as error:
+        return str(error)
+    return ""
+
+
 if __name__ == "__main__":
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
@@ -73,5 +99,6 @@ if __name__ == "__main__":
         mirrored_losses=mirrored_losses,
         **{f"single_{i}": w for i, w in enumerate(single_weights)},
         **{f"mirrored_{i}": w for i, w in enumerate(mirrored_weights)},
+        streaming_error=streaming_error(mirrored),
     )
     os._exit(0)

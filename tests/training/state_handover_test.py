@@ -58,7 +58,7 @@ class StateHandoverTest(testing.TestCase):
 
     def assert_handed_clips_equal_one_run(self, model):
         whole = np.asarray(model(self.video[None], training=False))[0]
-        got = CoherenceModel(model, state_handover=True).clip_outputs(
+        got = CoherenceModel(model, state_handover="donor").clip_outputs(
             self.inputs, training=False
         )
         cold = CoherenceModel(model).clip_outputs(self.inputs, training=False)
@@ -93,7 +93,7 @@ class StateHandoverTest(testing.TestCase):
 
     @tensorflow_only
     def test_no_gradient_reaches_earlier_clips_through_the_state(self):
-        trainer = CoherenceModel(tiny_model(), state_handover=True)
+        trainer = CoherenceModel(tiny_model(), state_handover="donor")
         clips = tf.constant(self.inputs["clips"])
         inputs = dict(self.inputs, clips=clips)
         for k in range(len(SPANS)):
@@ -115,7 +115,7 @@ class StateHandoverTest(testing.TestCase):
         frames = keras.Input((None,) + FRAME_SHAPE)
         net = tiny_model()
         model = keras.Model(frames, net(counter(frames)))
-        trainer = CoherenceModel(model, state_handover=True)
+        trainer = CoherenceModel(model, state_handover="donor")
         trainer.compile(keras.optimizers.SGD(0.0), LOSS)
         batch = {k: v for k, v in self.inputs.items()}
         trainer.fit(
@@ -140,7 +140,7 @@ class StateHandoverTest(testing.TestCase):
         )
         variables = model.non_trainable_variables
         before = [keras.ops.convert_to_numpy(v) for v in variables]
-        trainer = CoherenceModel(model, state_handover=True)
+        trainer = CoherenceModel(model, state_handover="donor")
         outputs = trainer.clip_outputs(self.inputs, training=True)
         self.assertTrue(np.isfinite(keras.ops.convert_to_numpy(outputs)).all())
         self.assertNotEmpty(before)
@@ -150,7 +150,7 @@ class StateHandoverTest(testing.TestCase):
     @tensorflow_only
     def test_traced_graph_does_not_grow_with_clips(self):
         # The clips run in a symbolic loop whose body is traced once.
-        trainer = CoherenceModel(tiny_model(), state_handover=True)
+        trainer = CoherenceModel(tiny_model(), state_handover="donor")
 
         def graph_size(count):
             spec = {
@@ -180,4 +180,4 @@ class StateHandoverTest(testing.TestCase):
         with self.assertRaisesRegex(
             ValueError, r"layer 'both_ways' \(Bidirectional\) cannot: it runs"
         ):
-            CoherenceModel(model, state_handover=True)
+            CoherenceModel(model, state_handover="donor")

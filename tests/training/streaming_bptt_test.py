@@ -2,6 +2,9 @@
 truncated BPTT (gradients), rows reset where a new video begins, `fit`
 trains, and the wrong uses it refuses."""
 
+import threading
+from unittest import mock
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -11,6 +14,7 @@ from keras.src import testing
 from keras_cbm.data import streaming_chunks
 from keras_cbm.training import StreamingBPTT
 from keras_cbm.training import TruncatedBPTT
+from keras_cbm.training import streaming_bptt
 from tests.layers.testing_utils import layer_gradients
 from tests.training import truncated_bptt_test as tbptt
 
@@ -81,12 +85,11 @@ def streaming_gradients(trainer, stream, cotangents):
     return [np.asarray(g) for g in total]
 
 
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
 def compiled(trainer, metrics=()):
-    trainer.compile(
-        keras.optimizers.Adam(1e-2),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=list(metrics),
-    )
+    trainer.compile(keras.optimizers.Adam(1e-2), LOSS, metrics=list(metrics))
     return trainer
 
 
@@ -175,6 +178,87 @@ class StreamingBPTTTest(testing.TestCase):
             int(ops.convert_to_numpy(trainer.stream_batches)),
             int(stream.cardinality()),
         )
+
+    def test_metrics_count_only_the_target_frames(self):
+        net = tbptt.lstm_model()
+        videos = video_dataset([tbptt.random((7, 3), n) for n in range(4)])
+        stream = streaming_chunks(videos, 2, 3, targets=("last", 2))
+        correct, weights = [], []
+        reference = StreamingBPTT(net)
+        for inputs, labels in batches(stream):
+            predicted = np.argmax(ops.convert_to_numpy(reference(inputs)), -1)
+            correct.append(predicted == labels[:, None])
+            weights.append(inputs["frame_weights"])
+        correct, weights = np.stack(correct), np.stack(weights)
+        expected = (correct * weights).sum() / weights.sum()
+        # Not the accuracy over every frame, padding and all.
+        self.assertNotAllClose(expected, correct.mean(), atol=1e-3)
+        trainer = StreamingBPTT(net)
+        trainer.compile(keras.optimizers.SGD(0.0), LOSS, metrics=["accuracy"])
+        history = trainer.fit(stream, epochs=1, verbose=0)
+        self.assertAllClose(history.history["accuracy"][0], expected)
+
+    def test_fit_takes_keras_arguments_and_one_guard_a_fit(self):
+        videos = video_dataset([tbptt.random((4, 3), n) for n in range(4)])
+        stream = streaming_chunks(videos, 2, 2)
+        trainer = compiled(StreamingBPTT(tbptt.lstm_model()))
+        # Keras' order: x, y, batch_size, epochs, verbose.
+        history = trainer.fit(stream, None, None, 2, 0)
+        self.assertLen(history.history["loss"], 2)
+        history = keras.callbacks.History()
+        callbacks = keras.callbacks.CallbackList([history], model=trainer)
+        for _ in range(2):
+            trainer.fit(stream, epochs=1, verbose=0, callbacks=callbacks)
+        self.assertEqual(callbacks.callbacks, [history])
+
+    def test_fit_reads_no_variable_a_batch(self):
+        reads = []
+
+        class CountingOps:
+            def __getattr__(self, name):
+                return getattr(ops, name)
+
+            def convert_to_numpy(self, value):
+                reads.append(value)
+                return ops.convert_to_numpy(value)
+
+        class Threads(keras.callbacks.Callback):
+            async_safe = True
+            threads = set()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.threads.add(threading.get_ident())
+
+        counts = []
+        trainer = compiled(StreamingBPTT(tbptt.lstm_model()))
+        for count in (1, 3):
+            videos = [tbptt.random((4, 3), n) for n in range(count)]
+            stream = streaming_chunks(video_dataset(videos), 1, 2)
+            del reads[:]
+            with mock.patch.object(streaming_bptt, "ops", CountingOps()):
+                trainer.fit(stream, epochs=1, verbose=0, callbacks=[Threads()])
+            counts.append(len(reads))
+        # 2 and 6 batches: the reads are per epoch.
+        self.assertEqual(counts[0], counts[1])
+        if keras.backend.backend() == "jax":
+            # No hook of its own after a batch: Keras dispatches the batch
+            # callbacks asynchronously (on JAX; TensorFlow never does).
+            self.assertNotIn(threading.get_ident(), Threads.threads)
+
+    def test_predict_and_evaluate_leave_the_training_rows_alone(self):
+        def stream(seed):
+            videos = [tbptt.random((4, 3), seed + n) for n in range(2)]
+            return streaming_chunks(video_dataset(videos), 2, 3, False)
+
+        trainer = compiled(StreamingBPTT(tbptt.lstm_model()))
+        trainer.fit(stream(0), epochs=1, verbose=0)
+        kept = trainer.non_trainable_variables
+        before = [ops.convert_to_numpy(v) for v in kept]
+        self.assertGreater(max(np.abs(b).max() for b in before), 0)
+        trainer.evaluate(stream(10), verbose=0)
+        trainer.predict(stream(20), verbose=0)
+        for variable, value in zip(kept, before, strict=True):
+            self.assertAllEqual(ops.convert_to_numpy(variable), value)
 
     def test_wrong_uses_are_refused(self):
         net = tbptt.lstm_model()

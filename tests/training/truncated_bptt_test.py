@@ -12,6 +12,8 @@ from keras_cbm.training import TruncatedBPTT
 from keras_cbm.training import frame_weights as weights_of
 from tests.layers.testing_utils import layer_gradients
 
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
 
 def conv_model(seed=0):
     keras.utils.set_random_seed(seed)
@@ -207,6 +209,48 @@ class TruncatedBPTTTest(testing.TestCase):
         self.assertEqual(
             frame_weights(np.array([-1, 4]), 5, ("last", 9)).tolist(), [0, 1]
         )
+
+    def test_losses_added_in_chunks_add_up_to_one_runs(self):
+        net = lstm_model()
+        regularized = keras.Sequential(
+            net.layers[:-1] + [keras.layers.Dense(2, activity_regularizer="l2")]
+        )
+        regularized.layers[-1].build((None, None, 4))
+        regularized.layers[-1].set_weights(net.layers[-1].get_weights())
+        videos, labels = random((2, 6, 3)), np.array([0, 1])
+        regularized(videos)
+        expected = float(ops.convert_to_numpy(ops.sum(regularized.losses)))
+        self.assertGreater(expected, 0.0)
+        for chunk_length in (2, 6):
+            losses = []
+            for model in (regularized, net):
+                trainer = TruncatedBPTT(model, chunk_length)
+                trainer.compile(loss=LOSS)
+                losses.append(trainer.evaluate(videos, labels, verbose=0))
+            self.assertAllClose(losses[0] - losses[1], expected, atol=1e-5)
+
+    def test_model_and_labels_must_be_per_frame_and_per_video(self):
+        video_model = keras.Sequential(
+            [
+                keras.Input((None, 3)),
+                keras.layers.LSTM(4),
+                keras.layers.Dense(2),
+            ]
+        )
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`model` must output per-frame predictions \(batch, time, "
+            r"classes\). Received: outputs of shape \('batch', 2\)",
+        ):
+            TruncatedBPTT(video_model, 2)
+        trainer = TruncatedBPTT(lstm_model(), 2)
+        trainer.compile("sgd", LOSS)
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`y` must hold one label per video, .* Received: labels of "
+            r"shape \('batch', 6\)",
+        ):
+            trainer.fit(random((2, 6, 3)), np.zeros((2, 6), "int32"), verbose=0)
 
     def test_wrong_uses_are_refused(self):
         net = lstm_model()

@@ -2,6 +2,8 @@
 "whole_past")` and `keras_cbm.training.state_handover.whole_past_states`.
 Backend-neutral (TensorFlow and JAX)."""
 
+import warnings
+
 import keras
 import numpy as np
 from absl.testing import parameterized
@@ -202,6 +204,34 @@ class WholePastTest(testing.TestCase):
         for variable, value in zip(seeds, before, strict=True):
             self.assertNotAllClose(ops.convert_to_numpy(variable), value)
 
+    def test_losses_of_the_clips_runs_count_and_the_passes_do_not(self):
+        # The handover's passes are inference runs: as in `predict`, the
+        # losses their layers add train nothing; the clips' own runs add
+        # theirs once.
+        keras.utils.set_random_seed(0)
+        plain = build("lstm")
+        regularized = keras.Sequential(
+            plain.layers[:-1]
+            + [keras.layers.Dense(2, activity_regularizer="l2")]
+        )
+        regularized.layers[-1].build((None, None, 4))
+        regularized.layers[-1].set_weights(plain.layers[-1].get_weights())
+        labels = np.array([0, 1])
+        losses = []
+        for model in (regularized, plain):
+            trainer = CoherenceModel(model, state_handover="whole_past")
+            trainer.compile(
+                loss=keras.losses.SparseCategoricalCrossentropy(True)
+            )
+            losses.append(trainer.evaluate(self.inputs, labels, verbose=0)[0])
+        outputs = ops.convert_to_numpy(trainer.clip_outputs(self.inputs))
+        clip_rows = outputs.shape[0] * outputs.shape[1]
+        self.assertAllClose(
+            losses[0] - losses[1],
+            0.01 * np.square(outputs).sum() / clip_rows,
+            atol=1e-5,
+        )
+
     def test_whole_past_without_the_past_is_refused(self):
         trainer = CoherenceModel(build("lstm"), state_handover="whole_past")
         inputs = {k: self.inputs[k] for k in ("clips", "alignment")}
@@ -213,20 +243,34 @@ class WholePastTest(testing.TestCase):
         ):
             trainer.clip_outputs(inputs)
 
-    @parameterized.parameters("whole", 1, None)
+    @parameterized.parameters("whole", 1, "none")
     def test_unknown_handover_is_refused(self, value):
         with self.assertRaisesRegex(
             ValueError,
-            r"`state_handover` must be one of False, True .*'donor' or "
+            r"`state_handover` must be one of None, 'donor' or "
             rf"'whole_past'. Received: state_handover={value!r}",
         ):
             CoherenceModel(build("lstm"), state_handover=value)
 
-    @parameterized.parameters(False, True, "donor", "whole_past")
+    @parameterized.parameters(None, "donor", "whole_past")
     def test_handover_round_trips_through_the_config(self, value):
         trainer = CoherenceModel(build("lstm"), state_handover=value)
         config = trainer.get_config()
         self.assertIs(config["state_handover"], value)
         again = CoherenceModel.from_config(config)
         self.assertEqual(again.state_handover, value)
-        self.assertEqual(again.recurrent_states is None, value is False)
+        self.assertEqual(again.recurrent_states is None, value is None)
+
+    @parameterized.parameters((False, None), (True, "donor"))
+    def test_old_booleans_warn_naming_the_new_value(self, old, new):
+        with self.assertWarnsRegex(
+            DeprecationWarning, rf"use `state_handover={new!r}`"
+        ):
+            trainer = CoherenceModel(build("lstm"), state_handover=old)
+        self.assertEqual(trainer.state_handover, new)
+        # A config saved before the change loads as the new value, quietly.
+        config = dict(trainer.get_config(), state_handover=old)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = CoherenceModel.from_config(config)
+        self.assertEqual(again.state_handover, new)

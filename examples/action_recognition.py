@@ -490,7 +490,9 @@ def plot_history(history, path, title, chance):
     import matplotlib.pyplot as plt
 
     epochs = range(1, len(history["loss"]) + 1)
-    figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(11, 4.8))
+    # Legends go under the plots, where no point can be.
+    below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.15), "ncol": 2}
     for key, label in (
         ("task_loss", "train task loss (per frame)"),
         ("val_task_loss", "test task loss (per frame)"),
@@ -512,9 +514,9 @@ def plot_history(history, path, title, chance):
         coherence.set_ylabel("overlap coherence (MSE)")
         handles = losses.get_legend_handles_labels()
         extra = coherence.get_legend_handles_labels()
-        losses.legend(handles[0] + extra[0], handles[1] + extra[1])
+        losses.legend(handles[0] + extra[0], handles[1] + extra[1], **below)
     else:
-        losses.legend()
+        losses.legend(**below)
     if "accuracy" in history:
         accuracies.plot(
             epochs, history["accuracy"], marker="o", label="train (per frame)"
@@ -531,7 +533,7 @@ def plot_history(history, path, title, chance):
     accuracies.set(
         xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1)
     )
-    accuracies.legend()
+    accuracies.legend(**below)
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -62,8 +62,8 @@ def add_polygon_flags(parser):
         default=16,
         help="Channels of the image features at the grid.",
     )
-    add("--epochs", type=int, default=8, help="Training epochs.")
-    add("--batch-size", type=int, default=32, help="Crops per batch.")
+    add("--epochs", type=int, default=5, help="Training epochs.")
+    add("--batch-size", type=int, default=16, help="Crops per batch.")
     add("--learning-rate", type=float, default=3e-3, help="Adam's.")
     add("--seed", type=int, default=0, help="Seed of the weights.")
     add("--verbose", type=int, default=1, help="model.fit verbosity.")
@@ -77,7 +77,7 @@ def parse_args(argv=None):
     )
     add_polygon_flags(parser)
     add = parser.add_argument
-    add("--depth", type=int, default=5, help="Decoder layers.")
+    add("--depth", type=int, default=3, help="Decoder layers.")
     add(
         "--layer-type",
         choices=["cbm", "convlstm"],
@@ -176,7 +176,8 @@ def evaluate(model, test, config, batch_size=100):
         masks = masks[..., 0]
         predicted = decode(tf.cast(pixels, "float32") / 255.0)["vertices"]
         iou.update_state(masks, predicted)
-        box_iou.append(metrics.mask_iou(masks, metrics.bounding_box_masks(masks)))
+        boxes = metrics.bounding_box_masks(masks)
+        box_iou.append(metrics.mask_iou(masks, boxes))
         if first is None:
             first = (pixels.numpy(), true_vertices.numpy(), predicted.numpy())
     box = float(tf.reduce_mean(tf.concat(box_iou, 0)))
@@ -237,9 +238,7 @@ def main(argv=None):
     model, history = train_model(
         args, train, config, args.depth, args.layer_type, args.seed
     )
-    iou, box, (images, true_vertices, predicted) = evaluate(
-        model, test, config
-    )
+    iou, box, (images, true_vertices, predicted) = evaluate(model, test, config)
     model_path = os.path.join(args.output, "model.keras")
     saved_path = os.path.join(args.output, "annotator")
     grid_path = os.path.join(args.output, "polygons.png")

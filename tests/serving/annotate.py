@@ -14,14 +14,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-
-
-def refusal(call):
-    try:
-        call()
-    except Exception as error:  # the server must survive any refusal
-        return f"{type(error).__name__}: {error}"
-    return ""
+from serve import refusal  # the classifiers' client, beside this one
 
 
 def main(path, inputs_path, output_path):

@@ -10,7 +10,7 @@ mask IoU beside the bounding-box baseline (the IoU of each object's tight
 box), and saves the model (`.keras`), the `annotate` SavedModel and a PNG
 grid of test images with their true and predicted polygons.
 
-    python examples/polygon_annotation.py      # about 8 min on 2 CPU cores
+    python examples/polygon_annotation.py      # 16.7 min on 2 shared cores
     python examples/polygon_annotation.py --config cluttered
 """
 

@@ -26,7 +26,7 @@ def polygon_parts(model):
 PARTS = ("encoder", "first_vertex", "decoder")
 
 
-def check_decode_inputs(model, image, fixed_vertices):
+def check_decode_inputs(model, image, fixed_vertices, max_vertices=None):
     """Raises `ValueError` naming `image` or `fixed_vertices` where they do
     not fit `model` (values are checked when they are concrete)."""
     encoder, _, _, grid_size = polygon_parts(model)
@@ -44,6 +44,13 @@ def check_decode_inputs(model, image, fixed_vertices):
             "`fixed_vertices` must have shape (batch, k, 2), (row, col) grid "
             f"cells. Received: fixed_vertices.shape={shape}"
         )
+    if max_vertices is not None and shape[1] is not None:
+        if shape[1] > max_vertices:
+            raise ValueError(
+                f"`fixed_vertices` must hold at most max_vertices="
+                f"{max_vertices} vertices a row. Received: "
+                f"fixed_vertices.shape={shape}"
+            )
     if isinstance(fixed_vertices, np.ndarray):
         off = ~np.all(fixed_vertices == -1, axis=-1) & np.any(
             (fixed_vertices < 0) | (fixed_vertices >= grid_size), axis=-1
@@ -94,7 +101,7 @@ def decode_polygons(model, image, fixed_vertices=None, max_vertices=20):
         image = np.asarray(image, "float32")
     if fixed_vertices is not None and not hasattr(fixed_vertices, "shape"):
         fixed_vertices = np.asarray(fixed_vertices, "int32")
-    check_decode_inputs(model, image, fixed_vertices)
+    check_decode_inputs(model, image, fixed_vertices, max_vertices)
     encoder, first_vertex, decoder, grid = polygon_parts(model)
     end = end_token(grid)
     steps = max_vertices + 1

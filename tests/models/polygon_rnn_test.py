@@ -167,6 +167,10 @@ class PolygonRNNTest(testing.TestCase):
                 ValueError, r"`fixed_vertices` must be cells in \[0, 8\)"
             ):
                 models.decode_polygons(model, images[:1], np.array(bad))
+        with self.assertRaisesRegex(ValueError, "at most max_vertices=2"):
+            models.decode_polygons(
+                model, images, np.ones((2, 3, 2), "int32"), max_vertices=2
+            )
         with self.assertRaisesRegex(ValueError, r"`fixed_vertices` must have"):
             models.decode_polygons(model, images, np.zeros((2, 3), "int32"))
         with self.assertRaisesRegex(ValueError, "`grid_size` must be"):

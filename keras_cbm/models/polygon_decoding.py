@@ -149,7 +149,7 @@ def decode_polygons(model, image, fixed_vertices=None, max_vertices=20):
     )
     run = RecurrentStates(decoder)
 
-    def decode_step(step, previous, before, states):
+    def decode_step(previous, before, states):
         vertex_inputs = ops.stack([previous, before, first], axis=-1)
         # The CBM layers draw a Temporal Dropout gate at every call, even
         # in inference: its seed generator's update must not leave a JAX
@@ -163,7 +163,7 @@ def decode_polygons(model, image, fixed_vertices=None, max_vertices=20):
         return logits[:, 0], states
 
     # Step 1 outside the loop: it makes the states the loop carries.
-    logits, states = decode_step(1, first, ops.full_like(first, end), None)
+    logits, states = decode_step(first, ops.full_like(first, end), None)
     token = choose(1, logits, not_done)
     tokens = write(tokens, 1, token)
     all_logits = write(all_logits, 1, logits)
@@ -172,7 +172,7 @@ def decode_polygons(model, image, fixed_vertices=None, max_vertices=20):
         return (step < steps) & ops.logical_not(ops.all(previous == end))
 
     def body(step, tokens, all_logits, previous, before, states):
-        logits, states = decode_step(step, previous, before, states)
+        logits, states = decode_step(previous, before, states)
         token = choose(step, logits, previous == end)
         return (
             step + 1,

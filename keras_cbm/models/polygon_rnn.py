@@ -203,8 +203,8 @@ def polygon_rnn(
             resolution.
         depth, filters, kernel_size, temporal_dropout, layer_type,
             jump_stride, seed: The `DeepCBM` decoder's arguments
-            (`temporal_dropout` must be 0 with `layer_type="convlstm"`,
-            which has none; it is then ignored).
+            (`temporal_dropout` is ignored with `layer_type="convlstm"`,
+            which has none).
         name: The model's name.
         **deep_cbm_kwargs: Other `DeepCBM` arguments (`merge`,
             `temporal_gate`, `batch_norm`, ...).

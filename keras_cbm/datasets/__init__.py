@@ -10,6 +10,9 @@ them (nothing is downloaded):
 * `moving_digits`: Moving-MNIST-like future-frame prediction with
   scikit-learn's handwritten digits; configs set the observed and predicted
   frames.
+* `polygons`: object crops whose outline is a vertex sequence (the
+  Polygon-RNN task); `easy` (default) and `cluttered` configs.
+  `polygon_sequences` makes `keras_cbm.models.polygon_rnn`'s inputs.
 
 `export_videos` writes such a dataset as video files, one folder per class,
 for `keras_cbm.data.video_dataset_from_directory` (with PyAV, which
@@ -24,6 +27,9 @@ from keras_cbm.datasets.motion_order import MotionOrderConfig
 from keras_cbm.datasets.moving_digits import MovingDigits
 from keras_cbm.datasets.moving_digits import MovingDigitsConfig
 from keras_cbm.datasets.pipelines import future_frame_pairs
+from keras_cbm.datasets.polygons import Polygons
+from keras_cbm.datasets.polygons import PolygonsConfig
+from keras_cbm.datasets.polygons import polygon_sequences
 
 __all__ = [
     "MOTION_ORDER_CLASSES",
@@ -31,8 +37,11 @@ __all__ = [
     "MotionOrderConfig",
     "MovingDigits",
     "MovingDigitsConfig",
+    "Polygons",
+    "PolygonsConfig",
     "export_videos",
     "future_frame_pairs",
+    "polygon_sequences",
 ]
 
 

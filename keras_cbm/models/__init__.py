@@ -1,5 +1,6 @@
 """Deep CBM model builders: functional Keras models of the paper's three
-families, and their full-size layouts as presets.
+families (and Polygon-RNN with a deep CBM decoder), and their full-size
+layouts as presets.
 
 They need only Keras (any backend); `keras_cbm.metrics` needs TensorFlow.
 """
@@ -8,6 +9,8 @@ from keras_cbm.models.backbone_classifier import backbone_classifier
 from keras_cbm.models.frame_wise import FrameWise
 from keras_cbm.models.future_frame_predictor import TeacherForcing
 from keras_cbm.models.future_frame_predictor import future_frame_predictor
+from keras_cbm.models.polygon_decoding import decode_polygons
+from keras_cbm.models.polygon_rnn import polygon_rnn
 from keras_cbm.models.presets import PAPER_PRESETS
 from keras_cbm.models.recurrent_states import RecurrentStates
 from keras_cbm.models.recurrent_states import recurrent_layers
@@ -19,7 +22,9 @@ __all__ = [
     "RecurrentStates",
     "TeacherForcing",
     "backbone_classifier",
+    "decode_polygons",
     "future_frame_predictor",
+    "polygon_rnn",
     "recurrent_layers",
     "standalone_classifier",
 ]

@@ -1,6 +1,7 @@
 """Serving: any Keras video model as a TensorFlow SavedModel; a per-frame
 classifier classifies whole videos and follows live videos frame by frame,
-also as a LiteRT or ONNX step for devices, and many live streams at once.
+also as a LiteRT or ONNX step for devices, and many live streams at once;
+a `polygon_rnn` model as an `annotate` SavedModel.
 
 Exporting (`export`, `export_step`, `FrameStep`) needs Keras and
 TensorFlow; they load when first used. The runtimes need neither:
@@ -23,6 +24,7 @@ _EXPORTING = {
     "export_step": "edge",
     "export": "export",
     "FrameStep": "frame_step",
+    "export_annotator": "polygon_export",
 }
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "SavedModelStep",
     "StreamServer",
     "export",
+    "export_annotator",
     "export_step",
 ]
 

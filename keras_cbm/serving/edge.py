@@ -59,8 +59,9 @@ def export_step(
             to outputs `(batch, time, classes)` (any model
             `keras_cbm.models.RecurrentStates` takes), or a trainer
             (`keras_cbm.training.VideoTrainer`), whose wrapped model is
-            exported with its `from_logits`. A model trained on JAX or PyTorch exports after
-            `keras.saving.load_model` under TensorFlow.
+            exported with its `from_logits`. A model trained on JAX or
+            PyTorch exports after `keras.saving.load_model` under
+            TensorFlow.
         path: The file to write: it ends in `.tflite` for LiteRT, `.onnx`
             for ONNX.
         format: `"litert"` or `"onnx"`.

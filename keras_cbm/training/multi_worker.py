@@ -63,8 +63,9 @@ class MultiWorkerFit:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # Without the hook, Keras would never call the override below.
-        if not callable(
+        # Without the hook, Keras would never call the override below
+        # (the mixin serves the TensorFlow trainer alone).
+        if keras.backend.backend() == "tensorflow" and not callable(
             getattr(super(MultiWorkerFit, cls), "_maybe_symbolic_build", None)
         ):
             raise keras_changed(

@@ -150,6 +150,14 @@ class VideoTrainer(keras.Model):
 
     compile.__doc__ = keras.Model.compile.__doc__
 
+    def compile_from_config(self, config):
+        # Keras does not recompile a loaded model whose `compile` is
+        # overridden; this one only adds a check, so the saved
+        # configuration compiles as Keras' own would.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def probabilities(self, outputs):
         """The class probabilities of the model's `outputs`."""
         return ops.softmax(outputs, axis=-1) if self.from_logits else outputs

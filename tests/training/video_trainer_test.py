@@ -5,6 +5,7 @@ model. Backend-neutral but for the export (TensorFlow)."""
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -58,8 +59,15 @@ class VideoTrainerTest(testing.TestCase):
         trainer, inputs = make(kind, lstm_model(), dtype=dtype)
         expected = outputs_of(trainer, inputs)
         path = os.path.join(self.get_temp_dir(), f"{kind}.keras")
+        trainer.compile("adam", LOSS)
         trainer.save(path)
-        restored = keras.saving.load_model(path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "error", message="`compile\\(\\)` was not called"
+            )
+            restored = keras.saving.load_model(path)
+        self.assertTrue(restored.compiled)
+        self.assertEqual(type(restored.optimizer), type(trainer.optimizer))
         self.assertIs(type(restored), type(trainer))
         self.assertEqual(
             as_json(restored.get_config()), as_json(trainer.get_config())

@@ -49,7 +49,7 @@ class PolygonIoUTest(testing.TestCase):
         )
         rows, cols = np.any(triangle[0], 1), np.any(triangle[0], 0)
         self.assertAllClose(
-            box_iou, triangle.sum() / (rows.sum() * cols.sum()), atol=1e-6
+            box_iou, [triangle.sum() / (rows.sum() * cols.sum())], atol=1e-6
         )
         config = metrics.PolygonMaskIoU(8, 4).get_config()
         self.assertEqual((config["image_size"], config["grid_size"]), (8, 4))

@@ -53,7 +53,8 @@ def _loss_from_logits(loss):
     if isinstance(loss, str):
         loss = keras.losses.get(loss)
     if isinstance(loss, keras.losses.Loss):
-        return getattr(loss, "from_logits", None)
+        # The config, not an attribute: the 3.16 nightlies keep none.
+        return loss.get_config().get("from_logits")
     if callable(loss):
         parameter = inspect.signature(loss).parameters.get("from_logits")
         if parameter is not None:

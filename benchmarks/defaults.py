@@ -38,6 +38,7 @@ shortfall over the cells is smallest, not the best on average.
 """
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -357,6 +358,24 @@ def write(path, commands, runs, args):
     return summary
 
 
+def record(path, args, command, new_runs=None):
+    """Merges `new_runs` and `command` into the results file under a lock,
+    so that protocol processes started side by side (one per core) keep
+    each other's runs; returns the merged runs, commands and summary."""
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs, commands = {}, []
+        if os.path.exists(path):
+            with open(path) as file:
+                values = json.load(file)["values"]
+            runs, commands = values["runs"], values.get("commands", [])
+        runs.update(new_runs or {})
+        # Every invocation whose runs the file holds (it resumes across them).
+        if command not in commands:
+            commands.append(command)
+        return runs, commands, write(path, commands, runs, args)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -396,22 +415,15 @@ def main(argv=None):
         if args.quick
         else str(harness.RESULTS / f"{RESULTS}.json")
     )
-    runs, commands = {}, []
-    if os.path.exists(path):
-        with open(path) as file:
-            values = json.load(file)["values"]
-        runs, commands = values["runs"], values.get("commands", [])
-    # Every invocation whose runs the file holds (it resumes across them).
     command = " ".join(["python benchmarks/defaults.py", *sys.argv[1:]])
-    if command not in commands:
-        commands.append(command)
+    runs, _, summary = record(path, args, command)
     for seed in range(args.seeds):
         for cell in args.cells:
             for candidate in args.candidates:
                 key = run_key(candidate, cell, seed)
                 if key in runs:
                     continue
-                runs[key] = harness.run_fresh(
+                result = harness.run_fresh(
                     __file__,
                     [
                         "--worker",
@@ -422,12 +434,11 @@ def main(argv=None):
                     ],
                 )
                 print(
-                    f"{key}: {runs[key]['score']:.3f} "
-                    f"({runs[key]['seconds'] / 60:.1f} min)",
+                    f"{key}: {result['score']:.3f} "
+                    f"({result['seconds'] / 60:.1f} min)",
                     flush=True,
                 )
-                summary = write(path, commands, runs, args)
-    summary = write(path, commands, runs, args)
+                runs, _, summary = record(path, args, command, {key: result})
     print(markdown(summary, args.cells))
     print(f"Chosen by the worst cell: {summary['chosen']}")
     print(f"Results: {path}")

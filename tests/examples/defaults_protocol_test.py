@@ -86,6 +86,25 @@ def test_batch_norm_variants_share_the_runs_without_batch_norm():
     ]
 
 
+def test_protocols_side_by_side_keep_each_others_runs(tmp_path):
+    path = str(tmp_path / "defaults.json")
+    args = defaults.parse_args(["--stage=full", "--candidates", "tanh-add"])
+    first = {"tanh-add|main_job|0": {"score": 0.9, "seconds": 1.0}}
+    second = {"tanh-add|claim1:5|0": {"score": 0.5, "seconds": 1.0}}
+    # Both started from the empty file; each merges its run into it.
+    defaults.record(path, args, "python benchmarks/defaults.py --a", first)
+    runs, commands, _ = defaults.record(
+        path, args, "python benchmarks/defaults.py --b", second
+    )
+    assert runs == {**first, **second}
+    assert commands == [
+        "python benchmarks/defaults.py --a",
+        "python benchmarks/defaults.py --b",
+    ]
+    with open(path) as file:
+        assert json.load(file)["values"]["runs"] == runs
+
+
 @pytest.mark.benchmark
 def test_quick_run_writes_its_results_file(tmp_path):
     results = tmp_path / "defaults.json"

@@ -311,7 +311,7 @@ def summarise(runs, candidates, cells):
     complete = [
         candidate
         for candidate in candidates
-        if len(table.get(candidate, {})) == len(cells)
+        if set(cells) <= set(table.get(candidate, {}))
     ]
     worst = {}
     for candidate in complete:

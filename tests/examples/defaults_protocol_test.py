@@ -67,6 +67,22 @@ def test_a_candidate_missing_a_cell_is_not_chosen():
     assert "tanh-add" not in summary["worst"]
 
 
+def test_runs_of_other_cells_do_not_make_a_candidate_complete():
+    runs = runs_of(
+        {
+            ("tanh-add", "main_job"): [0.9],
+            ("tanh-add", "claim1:5"): [0.6],
+            ("sigmoid-add", "main_job"): [0.8],
+            ("sigmoid-add", "claim1:15"): [0.5],
+        }
+    )
+    summary = defaults.summarise(
+        runs, ["tanh-add", "sigmoid-add"], ["claim1:5", "claim1:15"]
+    )
+    assert summary["worst"] == {}
+    assert summary["chosen"] is None
+
+
 def test_batch_norm_variants_share_the_runs_without_batch_norm():
     assert defaults.run_key("tanh-add-no-bn", "memory:order:15:flat", 2) == (
         "tanh-add|memory:order:15:flat|2"

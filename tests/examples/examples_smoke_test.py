@@ -131,12 +131,34 @@ def test_classifier_examples_train_evaluate_and_save(
     assert ("(exported under TensorFlow)" in stdout) == (backend == "jax")
     out = tmp_path / "out"
     with zipfile.ZipFile(out / "model.keras") as saved:
-        config = json.loads(saved.read("config.json"))
+        saved_config = json.loads(saved.read("config.json"))
     # The default temporal unit is the gated one (the paper's T does not
     # learn the motions' order in the job's budget).
-    assert '"temporal_gate": "recurrent"' in json.dumps(config)
+    assert '"temporal_gate": "recurrent"' in json.dumps(saved_config)
     assert (out / "training_curves.png").stat().st_size > 1000
     assert (out / "saved_model" / "saved_model.pb").is_file()
+    if backend == "tensorflow":
+        # The printed accuracy (the last epoch's validation) is the saved
+        # model's on the test windows.
+        printed = float(re.search(r"Test accuracy .*?: ([\d.]+)", stdout)[1])
+        assert evaluated_accuracy(tmp_path, name, config) == pytest.approx(
+            printed, abs=1e-3
+        )
+
+
+def evaluated_accuracy(tmp_path, name, config):
+    """The saved `.keras` trainer's accuracy on an example's test windows."""
+    import keras
+
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    from action_recognition import clip_datasets
+    from action_recognition import load_splits
+    from action_recognition import parse_args
+
+    args = parse_args(list(tiny_classifier_flags(tmp_path, config)))
+    _, windows = clip_datasets(args, load_splits(args, config))
+    trainer = keras.saving.load_model(tmp_path / "out" / "model.keras")
+    return trainer.evaluate(windows, return_dict=True, verbose=0)["accuracy"]
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cbm.data import video_clips_from_directory
-from tests.data.index_videos import write_video
-from tests.data.video_zoo import ZOO
-from tests.data.video_zoo import write_refused
+from tests.data.video.index_videos import write_video
+from tests.data.video.video_zoo import ZOO
+from tests.data.video.video_zoo import write_refused
 
 GOOD = ("jump/a.mp4", "jump/b.webm", "run/c.avi")
 

@@ -22,8 +22,9 @@ import weakref
 
 import keras_cbm
 
-# The worker's program. `keras_cbm` and `keras_cbm.data` become bare
-# packages, so that only the submodules a call names are imported.
+# The worker's program. `keras_cbm`, `keras_cbm.data` and
+# `keras_cbm.data.video` become bare packages, so that only the submodules a
+# call names are imported.
 _WORKER = """
 import pickle, sys, types
 for name, path in {packages!r}:
@@ -166,6 +167,7 @@ def _start_worker():
     packages = [
         ("keras_cbm", root),
         ("keras_cbm.data", os.path.join(root, "data")),
+        ("keras_cbm.data.video", os.path.join(root, "data", "video")),
     ]
     return subprocess.Popen(
         [sys.executable, "-c", _WORKER.format(packages=packages)],

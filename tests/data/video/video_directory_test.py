@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_cbm.data import frame_resize
 from keras_cbm.data import overlapping_clips
 from keras_cbm.data import uniform_clips
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
-from keras_cbm.data import video_reader
-from keras_cbm.data.video_index import count_frames
-from keras_cbm.data.video_reader import read_frames
-from tests.data.index_videos import frame_indices
-from tests.data.index_videos import write_video
+from keras_cbm.data.video import frame_resize
+from keras_cbm.data.video import video_reader
+from keras_cbm.data.video.video_index import count_frames
+from keras_cbm.data.video.video_reader import read_frames
+from tests.data.video.index_videos import frame_indices
+from tests.data.video.index_videos import write_video
 from tests.data.videos import collect
 
 # Path -> frames: every class holds every container.

@@ -5,9 +5,6 @@ once, in order (see `keras_cbm.data.streaming_chunks`). Needs PyAV (the
 import numpy as np
 import tensorflow as tf
 
-from keras_cbm.data.decode_errors import DecodeErrors
-from keras_cbm.data.directory_options import DirectoryOptions
-from keras_cbm.data.frame_resize import resize
 from keras_cbm.data.stream_schedule import Video
 from keras_cbm.data.stream_schedule import lane_schedule
 from keras_cbm.data.streaming_chunks import check_stream_arguments
@@ -16,10 +13,13 @@ from keras_cbm.data.streaming_chunks import row_signature
 from keras_cbm.data.streaming_chunks import short_video_error
 from keras_cbm.data.streaming_chunks import stream_output
 from keras_cbm.data.streaming_chunks import stream_row
-from keras_cbm.data.video_directory import DECODERS
-from keras_cbm.data.video_directory import decoding_calls
-from keras_cbm.data.video_reader import read_frames
-from keras_cbm.data.video_selection import select_video_files
+from keras_cbm.data.video.decode_errors import DecodeErrors
+from keras_cbm.data.video.directory_options import DirectoryOptions
+from keras_cbm.data.video.frame_resize import resize
+from keras_cbm.data.video.video_directory import DECODERS
+from keras_cbm.data.video.video_directory import decoding_calls
+from keras_cbm.data.video.video_reader import read_frames
+from keras_cbm.data.video.video_selection import select_video_files
 
 
 def video_chunks_from_directory(

@@ -7,15 +7,15 @@ frames are decoded (`video_clips_from_directory`). Which files are read is
 import tensorflow as tf
 
 from keras_cbm.data.clip_inputs import clip_inputs
-from keras_cbm.data.decode_errors import DecodeErrors
-from keras_cbm.data.decoding_processes import DecodingProcesses
-from keras_cbm.data.directory_options import DirectoryOptions
-from keras_cbm.data.frame_resize import resize
 from keras_cbm.data.overlapping_clips import check_overlapping_arguments
 from keras_cbm.data.overlapping_clips import map_overlapping_alignment
-from keras_cbm.data.video_reader import read_frames
-from keras_cbm.data.video_reader import read_video
-from keras_cbm.data.video_selection import select_video_files
+from keras_cbm.data.video.decode_errors import DecodeErrors
+from keras_cbm.data.video.decoding_processes import DecodingProcesses
+from keras_cbm.data.video.directory_options import DirectoryOptions
+from keras_cbm.data.video.frame_resize import resize
+from keras_cbm.data.video.video_reader import read_frames
+from keras_cbm.data.video.video_reader import read_video
+from keras_cbm.data.video.video_selection import select_video_files
 
 # The processes that decode for every dataset of this module, one per core;
 # `num_parallel_calls` bounds how many of them a dataset keeps busy.

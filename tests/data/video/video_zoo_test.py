@@ -11,15 +11,15 @@ import pytest
 
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
-from keras_cbm.data import video_reader
-from keras_cbm.data.video_index import VideoFileError
-from keras_cbm.data.video_index import frame_index
-from keras_cbm.data.video_reader import read_frames
-from keras_cbm.data.video_reader import read_video
-from tests.data.video_zoo import NUM_FRAMES
-from tests.data.video_zoo import ZOO
-from tests.data.video_zoo import build_zoo
-from tests.data.video_zoo import expected_frames
+from keras_cbm.data.video import video_reader
+from keras_cbm.data.video.video_index import VideoFileError
+from keras_cbm.data.video.video_index import frame_index
+from keras_cbm.data.video.video_reader import read_frames
+from keras_cbm.data.video.video_reader import read_video
+from tests.data.video.video_zoo import NUM_FRAMES
+from tests.data.video.video_zoo import ZOO
+from tests.data.video.video_zoo import build_zoo
+from tests.data.video.video_zoo import expected_frames
 from tests.data.videos import collect
 
 READABLE = sorted(name for name, video in ZOO.items() if not video.refused)

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_cbm.data.file_split import split_files
-from keras_cbm.data.video_index import VideoFileError
-from keras_cbm.data.video_index import frame_index
-from keras_cbm.data.video_listing import list_video_files
+from keras_cbm.data.video.file_split import split_files
+from keras_cbm.data.video.video_index import VideoFileError
+from keras_cbm.data.video.video_index import frame_index
+from keras_cbm.data.video.video_listing import list_video_files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ import os
 import av
 import numpy as np
 
-from tests.data.index_videos import index_frame
+from tests.data.video.index_videos import index_frame
 
 NUM_FRAMES = 12
 SIZE = 32

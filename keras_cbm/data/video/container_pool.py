@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 
-from keras_cbm.data.video_index import open_video
+from keras_cbm.data.video.video_index import open_video
 
 # What an idle container holds: its decoder's reference frames (measured
 # with H.264: 10 MiB at 1280x720, some 7 frames of 4:2:0) and its
@@ -41,7 +41,7 @@ class ContainerPool:
     ...     pass
     Traceback (most recent call last):
     ...
-    keras_cbm.data.video_index.VideoFileError: Cannot read video file ...
+    keras_cbm.data.video.video_index.VideoFileError: Cannot read video file ...
     """
 
     def __init__(self, max_files, max_bytes):

@@ -1,11 +1,11 @@
 import pytest
 
-from keras_cbm.data.container_pool import DECODER_FRAMES
-from keras_cbm.data.container_pool import TABLE_BYTES_PER_FRAME
-from keras_cbm.data.container_pool import ContainerPool
-from keras_cbm.data.container_pool import idle_bytes
-from tests.data.index_videos import SIZE
-from tests.data.index_videos import write_video
+from keras_cbm.data.video.container_pool import DECODER_FRAMES
+from keras_cbm.data.video.container_pool import TABLE_BYTES_PER_FRAME
+from keras_cbm.data.video.container_pool import ContainerPool
+from keras_cbm.data.video.container_pool import idle_bytes
+from tests.data.video.index_videos import SIZE
+from tests.data.video.index_videos import write_video
 
 UNBOUNDED = 2**40
 

@@ -7,9 +7,9 @@ import os
 from keras_cbm.data.arguments import check_choice
 from keras_cbm.data.arguments import check_frame_size
 from keras_cbm.data.arguments import check_seed
-from keras_cbm.data.file_split import check_split_arguments
-from keras_cbm.data.frame_resize import INTERPOLATIONS
-from keras_cbm.data.video_reader import PIXEL_FORMATS
+from keras_cbm.data.video.file_split import check_split_arguments
+from keras_cbm.data.video.frame_resize import INTERPOLATIONS
+from keras_cbm.data.video.video_reader import PIXEL_FORMATS
 
 ON_ERROR = ("raise", "skip")
 

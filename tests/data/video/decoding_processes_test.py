@@ -5,11 +5,11 @@ import sys
 import numpy as np
 import pytest
 
-from keras_cbm.data.decoding_processes import DecodingProcesses
-from keras_cbm.data.video_index import VideoFileError
-from keras_cbm.data.video_reader import read_frames
-from keras_cbm.data.video_reader import read_video
-from tests.data.index_videos import write_video
+from keras_cbm.data.video.decoding_processes import DecodingProcesses
+from keras_cbm.data.video.video_index import VideoFileError
+from keras_cbm.data.video.video_reader import read_frames
+from keras_cbm.data.video.video_reader import read_video
+from tests.data.video.index_videos import write_video
 
 # Evaluated in a worker: the modules of Keras and TensorFlow it imported.
 HEAVY_MODULES = (

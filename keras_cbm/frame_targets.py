@@ -1,6 +1,14 @@
 """Which frames of a video train toward its label: per-frame loss weights,
 so that a frame whose label cannot be known yet need not be trained toward
-it."""
+it.
+
+A data concept that both sides read: `keras_cbm.data`'s pipelines mark the
+target frames of their clips and chunks, `keras_cbm.training`'s trainers
+weigh whole videos' frames (and export `FrameTargets` and
+`frame_weights`). It needs only Keras, on any backend: under
+`keras_cbm.data`, whose package imports TensorFlow, the backend-neutral
+trainers could not import it.
+"""
 
 import keras
 from keras import ops

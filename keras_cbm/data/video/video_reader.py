@@ -13,10 +13,10 @@ import warnings
 
 import numpy as np
 
-from keras_cbm.data.container_pool import ContainerPool
-from keras_cbm.data.video_index import VideoFileError
-from keras_cbm.data.video_index import frame_index
-from keras_cbm.data.video_index import open_video
+from keras_cbm.data.video.container_pool import ContainerPool
+from keras_cbm.data.video.video_index import VideoFileError
+from keras_cbm.data.video.video_index import frame_index
+from keras_cbm.data.video.video_index import open_video
 from keras_cbm.extras import require
 
 av = require("av", "Reading video files")

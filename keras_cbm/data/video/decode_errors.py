@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_cbm.data.video_index import VideoFileError
+from keras_cbm.data.video.video_index import VideoFileError
 
 
 class DecodeErrors:

@@ -12,10 +12,10 @@ import pytest
 
 from keras_cbm.data import video_clips_from_directory
 from keras_cbm.data import video_dataset_from_directory
-from keras_cbm.data.decode_errors import DecodeErrors
-from keras_cbm.data.decoding_processes import DecodingProcesses
-from keras_cbm.data.video_index import VideoFileError
-from tests.data.index_videos import write_video
+from keras_cbm.data.video.decode_errors import DecodeErrors
+from keras_cbm.data.video.decoding_processes import DecodingProcesses
+from keras_cbm.data.video.video_index import VideoFileError
+from tests.data.video.index_videos import write_video
 
 
 @pytest.fixture(autouse=True)

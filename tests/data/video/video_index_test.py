@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from keras_cbm.data.video_index import timestamp_fault
+from keras_cbm.data.video.video_index import timestamp_fault
 
 SETTINGS = dict(derandomize=True, deadline=None, database=None)
 

@@ -1,4 +1,4 @@
-"""`benchmarks/defaults.py`: the choice by the worst cell, the runs shared
+"""`studies/defaults.py`: the choice by the worst cell, the runs shared
 by candidates that differ only in batch normalisation, and `--quick` end
 to end (a benchmark smoke test, a few minutes on 2 CPU cores)."""
 
@@ -12,7 +12,7 @@ import pytest
 ROOT = os.path.abspath(
     os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)
 )
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, os.path.join(ROOT, "studies"))
 
 import defaults  # noqa: E402
 
@@ -92,7 +92,7 @@ def test_quick_run_writes_its_results_file(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            os.path.join(ROOT, "benchmarks", "defaults.py"),
+            os.path.join(ROOT, "studies", "defaults.py"),
             "--quick",
             f"--results={results}",
         ],
@@ -104,7 +104,7 @@ def test_quick_run_writes_its_results_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads(results.read_text())
-    assert written["command"].startswith("python benchmarks/defaults.py")
+    assert written["command"].startswith("python studies/defaults.py")
     assert {"date", "versions"} <= set(written)
     values = written["values"]
     assert set(values["runs"]) == {

@@ -20,8 +20,8 @@ kept and its mean +- std test accuracy over the seeds is reported (on
   noise (G = 5, 10, 20, 40);
 * `count`: how many times (0-3) a square jumps (32 frames, chance 0.25).
 
-    python benchmarks/memory_tasks.py --quick   # smoke run, < 1 minute
-    python benchmarks/memory_tasks.py --models cbm convlstm --tasks order \\
+    python studies/memory_tasks.py --quick   # smoke run, < 1 minute
+    python studies/memory_tasks.py --models cbm convlstm --tasks order \\
         recall_20 --depths 1 --seeds 3
 
 `cbm` is `DeepCBM` at its defaults (the gated T), `cbm-paper` the
@@ -29,16 +29,21 @@ paper's cell (`keras_cbm.layers.PAPER_CELL`). `--models` also takes the
 investigated variants of the paper's cell (`PAPER_VARIANTS`): among them
 the gated T (`temporal_gate="input"`, the `cbm-gated*` families;
 `"recurrent"`, `cbm-rgated*`; `cbm-rgated-add-tanhT` is the default
-cell) and the fixed-rate leaky-T prototype (`benchmarks/leaky_cbm.py`),
+cell) and the fixed-rate leaky-T prototype (`studies/leaky_cbm.py`),
 and variants of the default cell (`DEFAULT_VARIANTS`, named `default-*`).
 """
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The harness the benchmarks and the studies share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import harness  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -198,6 +203,7 @@ def parse_args(argv=None):
         help="Optimizer steps per model (at 300, ConvLSTM stays below 95 %%).",
     )
     add("--batch-size", type=int, default=16)
+    harness.add_results_flag(parser)
     add("--filters", type=int, default=8)
     add("--train-videos", type=int, default=1600)
     add("--val-videos", type=int, default=200)
@@ -353,6 +359,18 @@ def main(argv=None):
     print()
     print(markdown_table(args, results))
     print(f"\nTotal time: {(time.time() - start) / 60:.1f} min")
+    values = {
+        ":".join(map(str, key)): {
+            "mean": float(mean),
+            "std": float(std),
+            "learning_rate": rate,
+        }
+        for key, (mean, std, rate) in results.items()
+    }
+    path = harness.write_results(
+        "memory_tasks", values, folder=harness.results_folder(args)
+    )
+    print(f"Results: {path}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ the new value into the old one at a learned per-channel rate `a`:
 which keeps a path of gain `1 - a` per step. The rates start as the
 package's gated T starts (`keras_cbm.layers.base_cbm.gate_rate_logits`),
 spread geometrically across channels, but read nothing from the frame:
-the gated T (`temporal_gate="input"`, which `benchmarks/memory_tasks.py`
+the gated T (`temporal_gate="input"`, which `studies/memory_tasks.py`
 measures as `cbm-gated*`) without `W_a`, kept to reproduce its finding
 that a fixed leak does not learn. An experiment, not a layer of the
 package.

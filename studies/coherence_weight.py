@@ -2,7 +2,7 @@
 whether it then helps.
 
 At the paper's weight (0.8) the coherence loss changes nothing measurable
-in `benchmarks/claims.py` (a mean squared difference of probabilities of
+in `studies/claims.py` (a mean squared difference of probabilities of
 about 1e-3 against a task loss of about 1.3). This script trains the
 claims' clip model (`claims.py`'s classifier, data, clips, budget and
 evaluation; `--depth` layers) with each coherence weight of `--weights`
@@ -13,18 +13,23 @@ The loss matters where its coherence loss falls below that of weight 0
 (the overlapping clips' predictions are pulled together); it helps where
 the accuracy rises above that of weight 0 by more than the seeds' spread.
 
-    python benchmarks/coherence_weight.py --seeds 2   # ~35 min, 2 CPU cores
-    python benchmarks/coherence_weight.py --quick   # tiny, ~1 min
+    python studies/coherence_weight.py --seeds 2   # ~35 min, 2 CPU cores
+    python studies/coherence_weight.py --quick   # tiny, ~1 min
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+# The harness the benchmarks and the studies share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # claims.py (beside this script) gives the model, data and training; its
 # flags are accepted too.
-import claims
-import harness
-import numpy as np
+import claims  # noqa: E402
+import harness  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,6 +61,7 @@ def main(argv=None):
         f"steps), {args.steps} steps of {args.batch_size} videos, "
         f"{args.seeds} seeds per weight"
     )
+    values = {}
     lines = [
         "| coherence weight | accuracy (mean ± std) | task loss | "
         "coherence loss | weighted share of the loss |",
@@ -92,12 +98,24 @@ def main(argv=None):
         task = np.mean([run["task_loss"] for run in runs])
         coherence = np.mean([run["coherence_loss"] for run in runs])
         share = weight * coherence / (task + weight * coherence)
+        values[f"{weight:g}"] = {
+            "accuracy_mean": float(accuracy.mean()),
+            "accuracy_std": float(accuracy.std()),
+            "task_loss": float(task),
+            "coherence_loss": float(coherence),
+            "weighted_share": float(share),
+            "runs": runs,
+        }
         lines.append(
             f"| {weight:g} | {accuracy.mean():.3f} ± {accuracy.std():.3f} "
             f"| {task:.3f} | {coherence:.2e} | {share:.1%} |"
         )
     print("\n".join(lines))
     print(f"Chance: {1 / claims.NUM_CLASSES:.3f}.")
+    path = harness.write_results(
+        "coherence_weight", values, folder=harness.results_folder(args)
+    )
+    print(f"Results: {path}")
     print(f"Total time: {(time.perf_counter() - start) / 60:.1f} min")
 
 

@@ -10,11 +10,11 @@ on the task cells
 * `main_job`: `examples/action_recognition.py` at its defaults (its own
   settings and budget), test accuracy per video; `anticipation`:
   `examples/anticipation.py` likewise;
-* `memory:TASK:DEPTH:READOUT`: `benchmarks/memory_tasks.py`, order of events
+* `memory:TASK:DEPTH:READOUT`: `studies/memory_tasks.py`, order of events
   and 20-frame recall at depth 1 and 15 with the pooled and the flat
   readout (learning rate 3e-3; 1000 steps at depth 1, 600 at 15);
 * `claim1:5`, `claim1:15`: claim (1)'s 5- and 15-layer rows of
-  `benchmarks/claims.py` (learning rate 3e-3);
+  `studies/claims.py` (learning rate 3e-3);
 * `prediction`: `examples/future_frame_prediction.py` on `moving_digits`,
   PSNR gain in dB over copying the last observed frame.
 
@@ -22,7 +22,7 @@ on the task cells
 main job, order of events at depth 1 pooled and at depth 15 flat) for
 every candidate; `--stage full` runs every cell with `--seeds` seeds for
 the `--candidates` given (the best two or three of the screen). Every run
-is its own fresh process; its result goes to `benchmarks/results/
+is its own fresh process; its result goes to `studies/results/
 defaults.json` as soon as it ends, and a run already there is not run
 again: an interrupted protocol resumes where it stopped.
 
@@ -31,10 +31,10 @@ behind the best candidate's, as a share of the best one's distance from
 the floor (chance, or 0 dB); the default is the candidate whose largest
 shortfall over the cells is smallest, not the best on average.
 
-    python benchmarks/defaults.py --stage screen
-    python benchmarks/defaults.py --stage full --candidates tanh-add \\
+    python studies/defaults.py --stage screen
+    python studies/defaults.py --stage full --candidates tanh-add \\
         sigmoid-multiply --seeds 3
-    python benchmarks/defaults.py --quick      # smoke run, ~2 minutes
+    python studies/defaults.py --quick      # smoke run, ~2 minutes
 """
 
 import argparse
@@ -43,9 +43,14 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import harness  # noqa: F401  (puts examples/ on the path)
-import numpy as np
+# The harness the benchmarks and the studies share; it puts examples/ on
+# the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import harness  # noqa: E402
+import numpy as np  # noqa: E402
 
 # The cell keywords each candidate changes from the layers' defaults (the
 # gated T); `batch_norm` applies to the models that normalise (the main
@@ -371,7 +376,7 @@ def parse_args(argv=None):
     add(
         "--results",
         default=None,
-        help="Results file; default: benchmarks/results/defaults.json "
+        help="Results file; default: studies/results/defaults.json "
         "(--quick: a temporary one).",
     )
     add("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -402,7 +407,7 @@ def main(argv=None):
             values = json.load(file)["values"]
         runs, commands = values["runs"], values.get("commands", [])
     # Every invocation whose runs the file holds (it resumes across them).
-    command = " ".join(["python benchmarks/defaults.py", *sys.argv[1:]])
+    command = " ".join(["python studies/defaults.py", *sys.argv[1:]])
     if command not in commands:
         commands.append(command)
     for seed in range(args.seeds):

@@ -38,23 +38,25 @@ of the mean of its frames' logits (`CoherenceModel`'s `"probabilities"`:
 the accuracy column); the column "mean of probabilities" averages the
 frames' probabilities instead (`aggregation="mean_probabilities"`).
 Frames are read every `--frame-stride` frames. The table goes to stdout
-and to `<output>/claims.md` (with the command), the raw numbers to
-`claims.json`.
+and to `<output>/claims.md` (with the command), the raw numbers to the
+results file `studies/results/claims.json` (`--results-dir`).
 
-    python benchmarks/claims.py              # ~2.5 hours on 2 CPU cores
-    python benchmarks/claims.py --rows deep deep-convlstm   # claim (2)
-    python benchmarks/claims.py --learning-rates 3e-3   # one rate, ~1.5 h
-    python benchmarks/claims.py --quick      # tiny: 1 seed, ~1 min
+    python studies/claims.py              # ~2.5 hours on 2 CPU cores
+    python studies/claims.py --rows deep deep-convlstm   # claim (2)
+    python studies/claims.py --learning-rates 3e-3   # one rate, ~1.5 h
+    python studies/claims.py --quick      # tiny: 1 seed, ~1 min
 """
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The harness the benchmarks and the studies share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import harness  # noqa: E402
 import keras  # noqa: E402
@@ -114,6 +116,7 @@ def parse_args(argv=None):
     add("--coherence-weight", type=float, default=0.8)
     add("--test-videos", type=int, default=None, help="Default: all.")
     add("--output", default="outputs/claims")
+    harness.add_results_flag(parser)
     add_cell_flags(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -457,7 +460,7 @@ def main(argv=None):
     start = time.perf_counter()
     os.makedirs(args.output, exist_ok=True)
     config, splits, frame_shape, max_steps = motion_order(args)
-    command = "python benchmarks/claims.py " + " ".join(sys.argv[1:])
+    command = "python studies/claims.py " + " ".join(sys.argv[1:])
     held_out = args.validation_videos if "validation" in splits[1] else 0
     print(
         f"motion_order/{config.name}: {config.train_videos} train "
@@ -466,6 +469,7 @@ def main(argv=None):
         f"steps of {args.batch_size} videos per model; {args.seeds} seeds; "
         f"learning rates {args.learning_rates}"
     )
+    results_folder = harness.results_folder(args)
     results = {}
     for key, name, _, settings in rows(args):
         if key not in args.rows:
@@ -478,8 +482,11 @@ def main(argv=None):
             max_steps,
             functools.partial(print_run, name),
         )
-        with open(os.path.join(args.output, "claims.json"), "w") as file:
-            json.dump({"args": vars(args), "results": results}, file)
+        results_path = harness.write_results(
+            "claims",
+            {"args": vars(args), "results": results},
+            folder=results_folder,
+        )
     markdown = table(args, results)
     minutes = (time.perf_counter() - start) / 60
     print(markdown)
@@ -490,6 +497,7 @@ def main(argv=None):
             + "\n"
         )
     print(f"Table: {os.path.join(args.output, 'claims.md')}")
+    print(f"Results: {results_path}")
     print(f"Total time: {minutes:.1f} min")
 
 

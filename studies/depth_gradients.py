@@ -11,16 +11,21 @@ initialisation seeds: the gradient norm of the first and last recurrent
 layers' input kernels, their ratio (how much of the gradient survives the
 depth), and the ratio CBM / ConvLSTM of the first layer's.
 
-    python benchmarks/depth_gradients.py            # about a minute on CPU
-    python benchmarks/depth_gradients.py --no-shortcuts --seeds 5
+    python studies/depth_gradients.py            # about a minute on CPU
+    python studies/depth_gradients.py --no-shortcuts --seeds 5
 """
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The harness the benchmarks and the studies share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import harness  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -87,6 +92,7 @@ def main():
         help="CBM TD rate (the backbone model's is 1.0)",
     )
     parser.add_argument("--no-shortcuts", action="store_true")
+    harness.add_results_flag(parser)
     args = parser.parse_args()
 
     norms = {
@@ -110,12 +116,30 @@ def main():
     for cell, n in norms.items():
         print(f"{cell:10s} {n[0]:12.3e} {n[-1]:13.3e} {n[0] / n[-1]:11.3e}")
     survival = {cell: n[0] / n[-1] for cell, n in norms.items()}
+    values = {
+        cell: {
+            "first_layer": float(n[0]),
+            "last_layer": float(n[-1]),
+            "first_over_last": float(survival[cell]),
+        }
+        for cell, n in norms.items()
+    }
     for name in ("cbm", "cbm-paper", "cbm-igated"):
+        values[name]["first_layer_over_convlstm"] = float(
+            norms[name][0] / norms["convlstm"][0]
+        )
+        values[name]["survival_over_convlstm"] = float(
+            survival[name] / survival["convlstm"]
+        )
         print(
             f"{name} / convlstm: first-layer gradient norm "
-            f"{norms[name][0] / norms['convlstm'][0]:.3g}, first/last "
-            f"survival {survival[name] / survival['convlstm']:.3g}"
+            f"{values[name]['first_layer_over_convlstm']:.3g}, first/last "
+            f"survival {values[name]['survival_over_convlstm']:.3g}"
         )
+    path = harness.write_results(
+        "depth_gradients", values, folder=harness.results_folder(args)
+    )
+    print(f"Results: {path}")
 
 
 if __name__ == "__main__":

@@ -38,15 +38,17 @@ resident memory of the training process above what it held before
 `--memory-budget` MiB are marked. Time: the median seconds of a training
 step (the first, which traces, left out), robust to the cores being shared.
 
-    python benchmarks/long_videos.py --seeds 3      # ~25 min a seed, 2 cores
-    python benchmarks/long_videos.py --quick        # tiny, < 2 min
+    python studies/long_videos.py --seeds 3      # ~25 min a seed, 2 cores
+    python studies/long_videos.py --quick        # tiny, < 2 min
 """
 
 import os
 import sys
 
-# `harness` and `memory_tasks` lie beside this script.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# `memory_tasks` lies beside this script; the harness the benchmarks and
+# the studies share, in benchmarks/.
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [here, os.path.join(os.path.dirname(here), "benchmarks")]
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -94,6 +96,7 @@ def parse_args(argv=None):
     add("--train-videos", type=int, default=800)
     add("--test-videos", type=int, default=200)
     add("--worker", nargs=3, metavar=("SCHEME", "TARGETS", "SEED"))
+    harness.add_results_flag(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.frames = 24
@@ -295,11 +298,19 @@ def main(argv=None):
         "\n| scheme | targets | test accuracy (mean ± std) | peak train "
         "memory | s / step |\n|---|---|---|---|---|"
     )
+    values = {"memory_budget_mib": args.memory_budget, "rows": {}}
     for (scheme, targets), runs in results.items():
         accuracy = np.array([run["accuracy"] for run in runs])
         memory = max(run["memory_mib"] for run in runs)
         over = " (over budget)" if memory > args.memory_budget else ""
         seconds = np.median([run["step_seconds"] for run in runs])
+        values["rows"][f"{scheme}:{targets}"] = {
+            "accuracy_mean": float(accuracy.mean()),
+            "accuracy_std": float(accuracy.std()),
+            "memory_mib": memory,
+            "step_seconds": float(seconds),
+            "runs": runs,
+        }
         print(
             f"| {scheme_name(args, scheme)} | {targets} | "
             f"{accuracy.mean():.3f} ± {accuracy.std():.3f} | "
@@ -309,6 +320,10 @@ def main(argv=None):
         f"\nMemory budget: {args.memory_budget:g} MiB. Chance: 0.50. "
         f"Total time: {(time.perf_counter() - start) / 60:.1f} min"
     )
+    path = harness.write_results(
+        "long_videos", values, argv=passed, folder=harness.results_folder(args)
+    )
+    print(f"Results: {path}")
 
 
 if __name__ == "__main__":

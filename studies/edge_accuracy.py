@@ -10,16 +10,22 @@ the steps are exported with `scale=1`. int8 is calibrated
 on `--calibration-videos` training videos (not test ones).
 
     python examples/action_recognition.py --output DIR   # trains the model
-    TF_CPP_MIN_LOG_LEVEL=2 nice -n 10 python benchmarks/edge_accuracy.py \\
+    TF_CPP_MIN_LOG_LEVEL=2 nice -n 10 python studies/edge_accuracy.py \\
         --model DIR/model.keras
 """
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The harness the benchmarks and the studies share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import harness  # noqa: E402
 
 
 def motion_order_split(split, count, stride):
@@ -69,6 +75,7 @@ def main():
     parser.add_argument("--frame-stride", type=int, default=4)
     parser.add_argument("--test-videos", type=int, default=None)
     parser.add_argument("--calibration-videos", type=int, default=16)
+    harness.add_results_flag(parser)
     args = parser.parse_args()
 
     import keras
@@ -124,6 +131,7 @@ def main():
             "|---|---:|---:|---:|---:|---:|"
         )
         reference = None
+        values = {}
         for name, step in steps.items():
             mean, last = video_probabilities(step, videos, lengths)
             accuracies = [
@@ -135,11 +143,22 @@ def main():
             drops = [
                 r - a for r, a in zip(reference[0], accuracies, strict=True)
             ]
+            difference = float(np.abs(mean - reference[1]).max())
+            values[name] = {
+                "accuracy_mean": accuracies[0],
+                "drop_mean": drops[0],
+                "accuracy_last_frame": accuracies[1],
+                "drop_last_frame": drops[1],
+                "max_probability_difference": difference,
+            }
             print(
                 f"| {name} | {accuracies[0]:.2f} | {drops[0]:.2f} | "
-                f"{accuracies[1]:.2f} | {drops[1]:.2f} | "
-                f"{np.abs(mean - reference[1]).max():.4f} |"
+                f"{accuracies[1]:.2f} | {drops[1]:.2f} | {difference:.4f} |"
             )
+    path = harness.write_results(
+        "edge_accuracy", values, folder=harness.results_folder(args)
+    )
+    print(f"Results: {path}")
 
 
 if __name__ == "__main__":

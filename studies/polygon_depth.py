@@ -8,22 +8,26 @@ same epochs, batch size and learning rate
 (`examples/polygon_annotation.py`'s training), one run per seed. The test
 IoU of greedy decoding is printed per depth and cell (mean ± std over the
 seeds, beside the bounding-box baseline) and written to
-`benchmarks/results/polygon_depth.json`.
+`studies/results/polygon_depth.json`.
 
-    python benchmarks/polygon_depth.py --seeds 3    # hours on 2 CPU cores
-    python benchmarks/polygon_depth.py --quick      # tiny, ~1 min
+    python studies/polygon_depth.py --seeds 3    # hours on 2 CPU cores
+    python studies/polygon_depth.py --quick      # tiny, ~1 min
 """
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
-import harness
-import numpy as np
-from polygon_annotation import add_polygon_flags
-from polygon_annotation import evaluate
-from polygon_annotation import load
-from polygon_annotation import train_model
+# The harness the benchmarks and the studies share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import harness  # noqa: E402
+import numpy as np  # noqa: E402
+from polygon_annotation import add_polygon_flags  # noqa: E402
+from polygon_annotation import evaluate  # noqa: E402
+from polygon_annotation import load  # noqa: E402
+from polygon_annotation import train_model  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -41,11 +45,7 @@ def parse_args(argv=None):
         default=["cbm", "convlstm"],
     )
     add("--seeds", type=int, default=3, help="Runs per depth and cell.")
-    add(
-        "--results-dir",
-        default=str(harness.RESULTS),
-        help="Where polygon_depth.json goes.",
-    )
+    harness.add_results_flag(parser)
     add("--quick", action="store_true", help="Tiny smoke run.")
     args = parser.parse_args(argv)
     if args.quick:
@@ -72,6 +72,7 @@ def main(argv=None):
         flush=True,
     )
     values = {"runs": {}}
+    results_folder = harness.results_folder(args)
     box = None
     for layer_type in args.layer_types:
         for depth in args.depths:
@@ -96,8 +97,8 @@ def main(argv=None):
                 "parameters": model.count_params(),
             }
             values["bounding_box_iou"] = box
-            harness.write_results(
-                "polygon_depth", values, folder=args.results_dir
+            results_path = harness.write_results(
+                "polygon_depth", values, folder=results_folder
             )
     lines = [
         "| decoder | " + " | ".join(f"{d} layers" for d in args.depths) + " |",
@@ -116,6 +117,7 @@ def main(argv=None):
         f"Bounding-box baseline IoU: {box:.3f}; total time "
         f"{(time.perf_counter() - start) / 60:.1f} min"
     )
+    print(f"Results: {results_path}")
     return values
 
 

@@ -66,9 +66,10 @@ def video_chunks_from_directory(
         batch_size, chunk_length, drop_remainder, targets: As in
             `streaming_chunks`; every file must have at least
             `chunk_length` frames.
-        labels, class_names, color_mode, interpolation, apply_rotation,
-            validation_split, subset, follow_links, on_error: As in
+        labels, class_names, color_mode, interpolation: As in
             `video_dataset_from_directory`.
+        apply_rotation, validation_split, subset, follow_links, on_error:
+            As in `video_dataset_from_directory`.
         frame_size: `(height, width)` to resize every frame to, or `None`:
             the size of the first file's first frame.
         seed: Optional integer: the split and the order of the files.

@@ -236,9 +236,11 @@ def video_clips_from_directory(
             `video_dataset_from_directory`.
         clips_per_video, min_length, max_length, min_overlap, frame_stride:
             As in `overlapping_clips`.
-        labels, class_names, color_mode, frame_size, interpolation,
-            apply_rotation, validation_split, subset, follow_links,
-            on_error, num_parallel_calls: As in
+        labels, class_names, color_mode, frame_size, interpolation: As in
+            `video_dataset_from_directory`.
+        apply_rotation, validation_split, subset, follow_links: As in
+            `video_dataset_from_directory`.
+        on_error, num_parallel_calls: As in
             `video_dataset_from_directory`.
         seed: Optional integer: the order of the files, the split and the
             clips.

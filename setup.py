@@ -56,6 +56,10 @@ setuptools.setup(
             "dill",
             # Property-based tests of the layers and the data functions.
             "hypothesis",
+            # The API reference site (mkdocs.yml), built strictly in the
+            # suite (tests/reference_test.py).
+            "mkdocs",
+            "mkdocstrings[python]",
             *EDGE,
         ],
     },

@@ -1,6 +1,8 @@
-"""What the benchmark scripts share: the main job's settings, fresh-process
-runs with JSON out, resident-memory measurements, PASS/MISS verdicts and
-the results files that README and docs/ quote (`write_results`).
+"""What the benchmarks (`benchmarks/`) and the studies (`studies/`) share:
+the main job's settings, fresh-process runs with JSON out, resident-memory
+measurements, the benchmarks' PASS/MISS verdicts and the studies' results
+files that README and docs/ quote (`write_results`). It is the one harness
+of both folders: a study puts `benchmarks/` on its path to import it.
 
 Importing it has no side effect and loads neither Keras nor TensorFlow (the
 GPU machine has no TensorFlow).
@@ -21,13 +23,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The results files: every figure README and docs/ quote is read from one
 # (`tests/figures_test.py` checks the quotes against them).
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "studies" / "results"
 # Scripts run from a checkout without installing the package; the main job's
 # flags come from the example itself.
 for path in (str(ROOT), str(ROOT / "examples")):
@@ -37,7 +40,8 @@ for path in (str(ROOT), str(ROOT / "examples")):
 
 def main_job():
     """The main job's settings (`examples/action_recognition.py` at its
-    default flags), as the benchmarks build its batches and classifier.
+    default flags), as the benchmarks and the studies build its batches
+    and classifier.
 
     Returns:
         A dict: `flags` (the job's parsed default flags), `videos` (videos
@@ -199,8 +203,29 @@ def _versions():
     return versions
 
 
+def add_results_flag(parser):
+    """Adds a study's `--results-dir` flag (see `results_folder`)."""
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="Where the results file goes; default: studies/results/ "
+        "(with --quick: a temporary folder).",
+    )
+
+
+def results_folder(args):
+    """Where a study writes its results file: `args.results_dir` if given,
+    else `studies/results/`, or a temporary folder for a `--quick` run (a
+    smoke run never replaces the figures the docs quote)."""
+    if args.results_dir:
+        return Path(args.results_dir)
+    if getattr(args, "quick", False):
+        return Path(tempfile.mkdtemp())
+    return RESULTS
+
+
 def write_results(name, values, argv=None, folder=RESULTS):
-    """Writes `<folder>/<name>.json` (`benchmarks/results/` by default):
+    """Writes `<folder>/<name>.json` (`studies/results/` by default):
     `values` with the command that measured them, the date and the package
     versions.
 

@@ -65,8 +65,8 @@ def row(folder, videos, chunk, epochs):
     import keras
 
     from keras_cbm.data import video_chunks_from_directory
-    from keras_cbm.data.video_directory import DECODERS
-    from keras_cbm.data.video_reader import read_frames
+    from keras_cbm.data.video.video_directory import DECODERS
+    from keras_cbm.data.video.video_reader import read_frames
     from keras_cbm.layers import ConvCBM2D
     from keras_cbm.training import StreamingBPTT
 

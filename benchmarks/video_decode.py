@@ -40,7 +40,9 @@ import time
 import harness
 
 # What a decoding process imports by its first read.
-WORKER_IMPORTS = "import time, keras_cbm.data.video_reader; time.sleep(0.5)"
+WORKER_IMPORTS = (
+    "import time, keras_cbm.data.video.video_reader; time.sleep(0.5)"
+)
 DECODE_TARGET = 10.0
 MEMORY_TARGET = 1.2
 FPS = 25
@@ -187,7 +189,7 @@ def worker(mode, minutes, args):
     import tensorflow as tf
 
     from keras_cbm import data
-    from keras_cbm.data.video_directory import DECODERS
+    from keras_cbm.data.video.video_directory import DECODERS
 
     with concurrent.futures.ThreadPoolExecutor(DECODERS.size) as threads:
         list(

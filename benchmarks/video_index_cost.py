@@ -29,8 +29,8 @@ import av
 import harness
 import numpy as np
 
-from keras_cbm.data import video_index
-from keras_cbm.data import video_reader
+from keras_cbm.data.video import video_index
+from keras_cbm.data.video import video_reader
 
 FPS = 25
 INDEX_GOAL = 0.2

@@ -327,7 +327,7 @@ def tfds_splits(args):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    from keras_cbm.data.frame_resize import resize
+    from keras_cbm.data.video.frame_resize import resize
 
     size = args.frame_size or 32
     builder = tfds.builder(args.tfds, data_dir=args.data_dir)

@@ -33,7 +33,7 @@ from action_recognition import cell_arguments  # noqa: E402
 
 def add_polygon_flags(parser):
     """The data and training flags, shared with
-    `benchmarks/polygon_depth.py`."""
+    `studies/polygon_depth.py`."""
     add = parser.add_argument
     add("--config", default="easy", help="polygons config.")
     add(

@@ -1,7 +1,7 @@
 """Every figure README and docs/ quote from a results file is the one in it.
 
 A quoted figure is followed by a marker naming its results file (in
-`benchmarks/results/`, without `.json`) and its place among the file's
+`studies/results/`, without `.json`) and its place among the file's
 `values`, dot-separated:
 
     0.855<!-- results defaults table.tanh-add.main_job.mean -->
@@ -18,7 +18,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "studies" / "results"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 QUOTE = re.compile(
     r"(?P<figure>-?\d+(?:\.\d+)?)(?P<unit>%?)[^\s<]*"

@@ -1,9 +1,11 @@
 """Clip pipelines: `tf.data` functions from a dataset of whole videos to a
 dataset of clips with alignment indices (the absolute frame index of every
-clip step), streams of consecutive chunks for videos too long to hold
-(`streaming_chunks`, `video_chunks_from_directory`), and datasets of the
-video files of a directory (decoded with
-PyAV, which `pip install keras_cbm[video]` installs).
+clip step), and streams of consecutive chunks for videos too long to hold
+(`streaming_chunks`). The datasets of the video files of a directory
+(`video_dataset_from_directory`, `video_clips_from_directory`,
+`video_chunks_from_directory`) come from the `keras_cbm.data.video`
+subpackage, which reads and decodes the files (with PyAV, which
+`pip install keras_cbm[video]` installs).
 
 This subpackage imports TensorFlow; `keras_cbm` does not import it. The
 video-file datasets load PyAV when first used.
@@ -26,14 +28,11 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The video-file datasets need PyAV (the `video` extra); the clip
-    # pipelines, which the main job uses, do not.
-    if name in ("video_clips_from_directory", "video_dataset_from_directory"):
-        from keras_cbm.data import video_directory
+    # The names of `__all__` not imported above are the video-file
+    # datasets: they need PyAV (the `video` extra); the clip pipelines,
+    # which the main job uses, do not.
+    if name in __all__:
+        from keras_cbm.data import video
 
-        return getattr(video_directory, name)
-    if name == "video_chunks_from_directory":
-        from keras_cbm.data import video_chunks
-
-        return video_chunks.video_chunks_from_directory
+        return getattr(video, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,8 +7,8 @@ from keras_cbm.data.arguments import check_features
 from keras_cbm.data.arguments import check_integer
 from keras_cbm.data.clip_inputs import clip_inputs
 from keras_cbm.data.clip_inputs import video_id
-from keras_cbm.training.frame_targets import check_targets
-from keras_cbm.training.frame_targets import first_target_frame
+from keras_cbm.frame_targets import check_targets
+from keras_cbm.frame_targets import first_target_frame
 
 
 def overlapping_clips(

@@ -14,8 +14,8 @@ from keras_cbm.data.stream_schedule import StreamPosition
 from keras_cbm.data.stream_schedule import Video
 from keras_cbm.data.stream_schedule import count_batches
 from keras_cbm.data.stream_schedule import lane_schedule
-from keras_cbm.training.frame_targets import check_targets
-from keras_cbm.training.frame_targets import first_target_frame
+from keras_cbm.frame_targets import check_targets
+from keras_cbm.frame_targets import first_target_frame
 
 
 def stream_row(video, start, chunk_length, targets):

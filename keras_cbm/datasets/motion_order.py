@@ -26,6 +26,8 @@ CLASS_NAMES = tuple(
     f"{DIRECTION_NAMES[first]}_then_{DIRECTION_NAMES[second]}"
     for first, second in CLASS_PAIRS
 )
+"""The 12 class names of `motion_order`, by label: which motion came first
+(e.g. `"up_then_left"`)."""
 
 AGENT_VALUE = 255
 LEADER_VALUE = 160

@@ -77,14 +77,15 @@ CELL_ARGUMENTS = (
     CellArgument("temporal_gate", "plain", "recurrent"),
     CellArgument("seed", "plain", None),
 )
-# The paper's cell, as keyword arguments of every CBM layer, cell, `DeepCBM`
-# and model builder: `ConvCBM2D(16, 3, **PAPER_CELL)`. The defaults differ
-# from it where the paper's T cannot remember (README, "Design decisions").
 PAPER_CELL = {
     "temporal_gate": None,
     "recurrent_activation": "sigmoid",
     "merge": "multiply",
 }
+"""The paper's cell, as keyword arguments of every CBM layer, cell,
+`DeepCBM` and model builder: `ConvCBM2D(16, 3, **PAPER_CELL)`. The defaults
+differ from it where the paper's T cannot remember (README, "Design
+decisions")."""
 # With `temporal_gate`, T's channels start leaking at these rates per frame,
 # spread geometrically: time scales from about 1 to 50 frames.
 GATE_RATES = (0.02, 0.9)
@@ -144,7 +145,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     that reaches back through `c` by `sigmoid'(.) U_T`, at most about 1/4
     at the default initialisation (`sigmoid' <= 1/4`), so a frame 5 steps
     back gets ~1e-5 of the last frame's gradient
-    (`benchmarks/memory_tasks.md`). `temporal_gate` (`"recurrent"` by
+    (`studies/memory_tasks.md`). `temporal_gate` (`"recurrent"` by
     default) makes T leak at a gated rate `a_t`:
 
         c_t = c_{t-1} + a_t (recurrent_activation(W_T * td(x_t)
@@ -165,7 +166,7 @@ class BaseCBMCell(layers.Layer, DropoutRNNCell):
     (recurrent dropout thins its input, as in Keras' GRU), and the state
     is still `c`. The defaults, `temporal_gate="recurrent"`,
     `recurrent_activation="tanh"`, `merge="add"`, are the setting measured
-    best (`benchmarks/memory_tasks.md`); `PAPER_CELL` holds the paper's.
+    best (`studies/memory_tasks.md`); `PAPER_CELL` holds the paper's.
 
     Temporal Dropout draws one gate per layer call: `keras.layers.RNN`
     primes it (with the dropout masks) before its loop, and it is cached

@@ -80,7 +80,7 @@ class DeepCBM(layers.Layer):
         merge: The CBM merge, `"add"` (default), `"multiply"` (the
             paper's) or `"concat"` (CBM only; the multiply merge passes no
             gradient to earlier frames at depth 15 at initialisation,
-            `benchmarks/memory_tasks.md`).
+            `studies/memory_tasks.md`).
         activation: Activation of R in CBM layers (of the cell input and
             output in `ConvLSTM2D`).
         recurrent_activation: Activation of T's candidate (of the LSTM

@@ -76,13 +76,15 @@ def backbone_classifier(
             must be a local file here. Its `trainable` is set to
             `trainable_backbone`.
         num_classes: Positive integer, the number of classes.
-        depth, filters, jump_stride, shortcut, pool_after, temporal_dropout,
-            merge, activation, batch_norm, layer_type, temporal_gate,
-            recurrent_activation, kernel_initializer: The `DeepCBM`
-            stack's arguments
-            (`kernel_initializer` also serves as its
-            `recurrent_initializer`); the default initializer is the
-            reference's Xavier-normal of gain 3.0.
+        depth, filters, jump_stride, shortcut, pool_after: The `DeepCBM`
+            stack's arguments.
+        temporal_dropout, merge, activation, batch_norm: The `DeepCBM`
+            stack's arguments.
+        layer_type, temporal_gate, recurrent_activation: The `DeepCBM`
+            stack's arguments.
+        kernel_initializer: The `DeepCBM` stack's argument, also its
+            `recurrent_initializer`; the default is the reference's
+            Xavier-normal of gain 3.0.
         frame_shape: The frame shape of the default backbone (a given
             backbone's own input shape is used instead).
         weights: Optional path of backbone weights to load.

@@ -85,10 +85,12 @@ def future_frame_predictor(
         output_frames: Positive integer, the frames predicted.
         encoder_filters: Filters of the encoder's convolutions (the
             decoder mirrors them).
-        depth, filters, jump_stride, temporal_dropout, merge, activation,
-            batch_norm, layer_type, temporal_gate, recurrent_activation,
-            kernel_initializer, recurrent_initializer: The `DeepCBM`
+        depth, filters, jump_stride, temporal_dropout, merge: The
+            `DeepCBM` stack's arguments.
+        activation, batch_norm, layer_type, temporal_gate: The `DeepCBM`
             stack's arguments.
+        recurrent_activation, kernel_initializer, recurrent_initializer:
+            The `DeepCBM` stack's arguments.
         name: The model's name.
 
     Returns:

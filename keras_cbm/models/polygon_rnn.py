@@ -201,8 +201,9 @@ def polygon_rnn(
         encoder_filters: Filters of the encoder's stride-2 convolutions.
         feature_channels: Channels of the features at the grid's
             resolution.
-        depth, filters, kernel_size, temporal_dropout, layer_type,
-            jump_stride, seed: The `DeepCBM` decoder's arguments
+        depth, filters, kernel_size, jump_stride, seed: The `DeepCBM`
+            decoder's arguments.
+        temporal_dropout, layer_type: The `DeepCBM` decoder's arguments
             (`temporal_dropout` is ignored with `layer_type="convlstm"`,
             which has none).
         name: The model's name.

@@ -43,3 +43,6 @@ PAPER_PRESETS = {
         "activation": "relu",
     },
 }
+"""The paper's layouts at full size, as builder arguments, by builder name:
+`backbone_classifier(num_classes=101, **PAPER_PRESETS["backbone_classifier"])`
+builds the reference's backbone-supported model."""

@@ -43,11 +43,13 @@ def standalone_classifier(
         frame_shape: `(rows, cols, channels)` of the frames.
         stage_filters: Filters of each stage.
         blocks_per_stage: Positive integer, residual blocks per stage.
-        temporal_dropout, merge, activation, batch_norm, layer_type,
-            temporal_gate, recurrent_activation, kernel_initializer,
-            recurrent_initializer: The `DeepCBM` stack's arguments
-            (`recurrent_initializer=None`: `kernel_initializer`, as the
-            reference).
+        temporal_dropout, merge, activation, batch_norm: The `DeepCBM`
+            stack's arguments.
+        layer_type, temporal_gate, recurrent_activation: The `DeepCBM`
+            stack's arguments.
+        kernel_initializer, recurrent_initializer: The `DeepCBM` stack's
+            arguments (`recurrent_initializer=None`: `kernel_initializer`,
+            as the reference).
         name: The model's name.
 
     Returns:

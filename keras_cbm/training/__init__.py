@@ -7,9 +7,9 @@ streams of chunks of videos too long to hold (`StreamingBPTT`).
 (`tf.distribute`), imported only when used.
 """
 
+from keras_cbm.frame_targets import FrameTargets
+from keras_cbm.frame_targets import frame_weights
 from keras_cbm.training.coherence_model import CoherenceModel
-from keras_cbm.training.frame_targets import FrameTargets
-from keras_cbm.training.frame_targets import frame_weights
 from keras_cbm.training.streaming_bptt import StreamingBPTT
 from keras_cbm.training.truncated_bptt import TruncatedBPTT
 from keras_cbm.training.video_trainer import VideoTrainer

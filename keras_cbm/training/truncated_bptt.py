@@ -5,10 +5,10 @@ gradients cut at chunk boundaries."""
 import keras
 from keras import ops
 
+from keras_cbm.frame_targets import check_targets
+from keras_cbm.frame_targets import frame_weights
 from keras_cbm.layers.base_cbm import check_units
 from keras_cbm.training.chunked_runs import ChunkedTrainer
-from keras_cbm.training.frame_targets import check_targets
-from keras_cbm.training.frame_targets import frame_weights
 
 
 @keras.saving.register_keras_serializable(package="keras_cbm")

@@ -12,9 +12,9 @@ from keras_cbm.data import streaming_chunks
 from keras_cbm.data import video_chunks_from_directory
 from keras_cbm.data.stream_schedule import count_batches
 from keras_cbm.data.stream_schedule import lane_schedule
-from keras_cbm.data.video_reader import read_video
-from tests.data.index_videos import frame_indices
-from tests.data.index_videos import write_video
+from keras_cbm.data.video.video_reader import read_video
+from tests.data.video.index_videos import frame_indices
+from tests.data.video.index_videos import write_video
 from tests.data.videos import collect
 from tests.data.videos import counting_videos
 

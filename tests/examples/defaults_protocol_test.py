@@ -1,4 +1,4 @@
-"""`benchmarks/defaults.py`: the choice by the worst cell, the runs shared
+"""`studies/defaults.py`: the choice by the worst cell, the runs shared
 by candidates that differ only in batch normalisation, and `--quick` end
 to end (a benchmark smoke test, a few minutes on 2 CPU cores)."""
 
@@ -12,7 +12,7 @@ import pytest
 ROOT = os.path.abspath(
     os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)
 )
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, os.path.join(ROOT, "studies"))
 
 import defaults  # noqa: E402
 
@@ -108,14 +108,14 @@ def test_protocols_side_by_side_keep_each_others_runs(tmp_path):
     first = {"tanh-add|main_job|0": {"score": 0.9, "seconds": 1.0}}
     second = {"tanh-add|claim1:5|0": {"score": 0.5, "seconds": 1.0}}
     # Both started from the empty file; each merges its run into it.
-    defaults.record(path, args, "python benchmarks/defaults.py --a", first)
+    defaults.record(path, args, "python studies/defaults.py --a", first)
     runs, commands, _ = defaults.record(
-        path, args, "python benchmarks/defaults.py --b", second
+        path, args, "python studies/defaults.py --b", second
     )
     assert runs == {**first, **second}
     assert commands == [
-        "python benchmarks/defaults.py --a",
-        "python benchmarks/defaults.py --b",
+        "python studies/defaults.py --a",
+        "python studies/defaults.py --b",
     ]
     with open(path) as file:
         assert json.load(file)["values"]["runs"] == runs
@@ -127,7 +127,7 @@ def test_quick_run_writes_its_results_file(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            os.path.join(ROOT, "benchmarks", "defaults.py"),
+            os.path.join(ROOT, "studies", "defaults.py"),
             "--quick",
             f"--results={results}",
         ],
@@ -139,7 +139,7 @@ def test_quick_run_writes_its_results_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads(results.read_text())
-    assert written["command"].startswith("python benchmarks/defaults.py")
+    assert written["command"].startswith("python studies/defaults.py")
     assert {"date", "versions"} <= set(written)
     values = written["values"]
     assert set(values["runs"]) == {

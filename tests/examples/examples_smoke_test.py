@@ -1,6 +1,8 @@
-"""Each example, and `benchmarks/claims.py`, `coherence_weight.py` and
-`long_videos.py` with `--quick` (marked `benchmark`: `pytest -m benchmark`),
-end to end with tiny flags (each within a minute on 2 CPU cores)."""
+"""Each example, and the studies `claims.py`, `coherence_weight.py`,
+`long_videos.py`, `depth_gradients.py` and `temporal_reach.py` with
+`--quick` or tiny flags (marked `benchmark`: `pytest -m benchmark`), end to
+end (each within a minute on 2 CPU cores); a study writes its results
+file."""
 
 import json
 import os
@@ -36,6 +38,15 @@ def run_script(path, *args, timeout=180, quiet=False, backend=None):
     if quiet:
         assert "Warning:" not in result.stderr, result.stderr[-3000:]
     return result.stdout
+
+
+def study_results(folder, name):
+    """The `values` of the results file `<folder>/<name>.json` that
+    `studies/<name>.py` wrote."""
+    with open(os.path.join(folder, f"{name}.json")) as file:
+        results = json.load(file)
+    assert results["command"].startswith(f"python studies/{name}.py")
+    return results["values"]
 
 
 # The main job's smallest training: tiny clips, model and epoch.
@@ -219,13 +230,14 @@ def test_tuning(tmp_path, tuner):
 @pytest.mark.benchmark
 def test_claims_quick(tmp_path):
     stdout = run_script(
-        "benchmarks/claims.py",
+        "studies/claims.py",
         "--quick",
         "--rows",
         "baseline",
         "deep-convlstm",
         f"--data-dir={tmp_path / 'data'}",
         f"--output={tmp_path / 'out'}",
+        f"--results-dir={tmp_path}",
         timeout=300,
     )
     # Each row's first seed trains at both rates; the table keeps the one
@@ -243,24 +255,34 @@ def test_claims_quick(tmp_path):
         assert [rate for rate, _ in tried] == ["0.001", "0.003"]
         assert chosen == max(tried, key=lambda tried: tried[1])[0]
     assert (tmp_path / "out" / "claims.md").is_file()
+    results = study_results(tmp_path, "claims")["results"]
+    assert sorted(results) == ["baseline", "deep-convlstm"]
 
 
 @pytest.mark.benchmark
 def test_coherence_weight_quick(tmp_path):
     stdout = run_script(
-        "benchmarks/coherence_weight.py",
+        "studies/coherence_weight.py",
         "--quick",
         f"--data-dir={tmp_path / 'data'}",
+        f"--results-dir={tmp_path}",
         timeout=300,
     )
     rows = [line for line in stdout.splitlines() if line.startswith("| 0")]
     rows += [line for line in stdout.splitlines() if line.startswith("| 80")]
     assert len(rows) == 2 and all("±" in row for row in rows)
+    results = study_results(tmp_path, "coherence_weight")
+    assert f"{results['0']['accuracy_mean']:.3f}" in rows[0]
 
 
 @pytest.mark.benchmark
-def test_long_videos_quick():
-    stdout = run_script("benchmarks/long_videos.py", "--quick", timeout=300)
+def test_long_videos_quick(tmp_path):
+    stdout = run_script(
+        "studies/long_videos.py",
+        "--quick",
+        f"--results-dir={tmp_path}",
+        timeout=300,
+    )
     rows = [line for line in stdout.splitlines() if line.startswith("| ")]
     cells = [row.split(" | ")[:2] for row in rows[1:]]
     assert cells == [
@@ -274,3 +296,37 @@ def test_long_videos_quick():
         )
         for targets in ("all", "knowable")
     ]
+    rows = study_results(tmp_path, "long_videos")["rows"]
+    assert len(rows) == len(cells) and "donor:knowable" in rows
+
+
+@pytest.mark.benchmark
+def test_depth_gradients_tiny(tmp_path):
+    stdout = run_script(
+        "studies/depth_gradients.py",
+        "--depth=5",
+        "--filters=4",
+        "--channels=4",
+        "--steps=2",
+        "--seeds=1",
+        f"--results-dir={tmp_path}",
+        timeout=300,
+    )
+    results = study_results(tmp_path, "depth_gradients")
+    ratio = results["cbm"]["first_layer_over_convlstm"]
+    assert f"first-layer gradient norm {ratio:.3g}" in stdout
+
+
+@pytest.mark.benchmark
+def test_temporal_reach_tiny(tmp_path):
+    stdout = run_script(
+        "studies/temporal_reach.py",
+        "--depths=1",
+        "--videos=2",
+        "--filters=4",
+        f"--results-dir={tmp_path}",
+        timeout=300,
+    )
+    results = study_results(tmp_path, "temporal_reach")
+    assert sorted(results["rows"]) == ["cbm:1", "convlstm:1"]
+    assert f"{results['rows']['cbm:1']['last_frame_norm']:.2e}" in stdout

@@ -1,6 +1,7 @@
-"""`benchmarks/memory_tasks.py --quick` end to end (about a minute on 2
+"""`studies/memory_tasks.py --quick` end to end (about a minute on 2
 CPU cores)."""
 
+import json
 import os
 import re
 import subprocess
@@ -14,12 +15,13 @@ ROOT = os.path.abspath(
 
 
 @pytest.mark.benchmark
-def test_quick_run_prints_one_row_per_model_depth_and_readout():
+def test_quick_run_prints_one_row_per_model_depth_and_readout(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            os.path.join(ROOT, "benchmarks", "memory_tasks.py"),
+            os.path.join(ROOT, "studies", "memory_tasks.py"),
             "--quick",
+            f"--results-dir={tmp_path}",
             "--models",
             "cbm",
             "convlstm",
@@ -63,3 +65,8 @@ def test_quick_run_prints_one_row_per_model_depth_and_readout():
             assert abs(float(mean) * 8 - round(float(mean) * 8)) < 0.041
             assert float(std) == 0.0  # one seed
             assert float(rate) == 0.003
+    with open(os.path.join(tmp_path, "memory_tasks.json")) as file:
+        results = json.load(file)
+    assert results["command"].startswith("python studies/memory_tasks.py")
+    assert len(results["values"]) == 10 * 2  # rows x tasks
+    assert results["values"]["cbm:1:pooled:order"]["learning_rate"] == 0.003

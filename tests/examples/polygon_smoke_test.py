@@ -1,4 +1,4 @@
-"""`examples/polygon_annotation.py` and `benchmarks/polygon_depth.py
+"""`examples/polygon_annotation.py` and `studies/polygon_depth.py
 --quick` (marked `benchmark`) end to end with tiny flags."""
 
 import json
@@ -41,7 +41,7 @@ def test_polygon_annotation(tmp_path):
 @pytest.mark.benchmark
 def test_polygon_depth_quick(tmp_path):
     stdout = run_script(
-        "benchmarks/polygon_depth.py",
+        "studies/polygon_depth.py",
         "--quick",
         f"--data-dir={tmp_path / 'data'}",
         f"--results-dir={tmp_path}",
@@ -56,4 +56,4 @@ def test_polygon_depth_quick(tmp_path):
         "convlstm_1",
         "convlstm_2",
     ]
-    assert results["command"].startswith("python benchmarks/polygon_depth.py")
+    assert results["command"].startswith("python studies/polygon_depth.py")

@@ -102,7 +102,12 @@ class RecurrentStates:
     `initial_state` takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM`
     and `ConvLSTM*`, `[h]` for `GRU`, the cells' states one after the other
     for stacked cells (`keras.layers.RNN([LSTMCell, GRUCell])`: `[h1, c1,
-    h2]`). Each recurrent layer must be called once per run of the model.
+    h2]`). A layer that sees a mask from Keras (a `keras.layers.Masking`
+    before it) hands over its last output too, after its states (`[c,
+    output]`, `[h, c, output]`), unless it has `zero_output_for_mask`: one
+    run repeats that output at a masked step, so a piece starting on a
+    masked frame outputs as one run there too. Each recurrent layer must
+    be called once per run of the model.
 
     Runs are thread-safe and re-entrant: what a run gives and gathers
     belongs to its own thread (threads of a server, `tf.distribute` replica

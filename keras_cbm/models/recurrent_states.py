@@ -102,7 +102,12 @@ class RecurrentStates:
     `initial_state` takes them: `[c]` for a CBM layer, `[h, c]` for `LSTM`
     and `ConvLSTM*`, `[h]` for `GRU`, the cells' states one after the other
     for stacked cells (`keras.layers.RNN([LSTMCell, GRUCell])`: `[h1, c1,
-    h2]`). Each recurrent layer must be called once per run of the model.
+    h2]`). A layer that sees a mask from Keras (a `keras.layers.Masking`
+    before it) hands over its last output too, after its states (`[c,
+    output]`, `[h, c, output]`), unless it has `zero_output_for_mask`: one
+    run repeats that output at a masked step, so a piece starting on a
+    masked frame outputs as one run there too. Each recurrent layer must
+    be called once per run of the model.
 
     Runs are thread-safe and re-entrant: what a run gives and gathers
     belongs to its own thread (threads of a server, `tf.distribute` replica
@@ -227,6 +232,9 @@ class _Frame:
         }
         self.mask = mask
         self.unroll = unroll
+        # Per layer that carries its output (see `_carries_output`): the
+        # last output handed to it, or `None`.
+        self.handed_outputs = {}
         self.final_states = (
             {id(layer): None for layer in layers} if record else None
         )
@@ -299,9 +307,18 @@ def _dispatching_call(layer, call):
         frame = _frame_of(layer)
         unroll = None
         if frame is not None:
+            # Keras' own mask, before a handed one replaces it: whether it
+            # is there is a property of the model, the same in every run,
+            # so the states' structure is too.
+            carries = _carries_output(layer, mask)
             handed = frame.handed[id(layer)]
+            handed_output = None
             if handed is not None:
-                initial_state = _nested_states(layer, handed)
+                initial_state, handed_output = _nested_states(
+                    layer, handed, carries
+                )
+            if carries:
+                frame.handed_outputs[id(layer)] = handed_output
             if frame.mask is not None:
                 # The handed mask is the sequence's own: it replaces
                 # whatever mask Keras propagated to the layer.
@@ -325,18 +342,62 @@ def _dispatching_call(layer, call):
     return dispatching_call
 
 
-def _nested_states(layer, states):
-    """The flat list `states` in the structure `layer`'s cell takes: a
-    list of lists for stacked cells (`keras.layers.RNN([cell, cell])`),
-    the list itself for any other layer."""
+def _carries_output(layer, mask):
+    """Whether `layer`, called with Keras' `mask`, hands over its last
+    output after its states.
+
+    At a masked step Keras' recurrent loop repeats the layer's last output
+    (zeros before any), which a run from handed states does not have: a
+    layer that sees a mask takes it as one more state, unless it outputs
+    zeros there (`zero_output_for_mask`).
+    """
+    return mask is not None and not layer.zero_output_for_mask
+
+
+def _nested_states(layer, states, carries):
+    """`(initial_state, last_output)` from the flat list `states`: the
+    states in the structure `layer`'s cell takes (a list of lists for
+    stacked cells, `keras.layers.RNN([cell, cell])`, the list itself for
+    any other layer) and, when the layer `carries` its output (see
+    `_carries_output`), its last output (the last entry), else `None`."""
     structure = layer.get_initial_state(batch_size=1)
     count = len(keras.tree.flatten(structure))
-    if len(states) != count:
+    expected = f"{count} tensors"
+    if carries:
+        expected = f"{count + 1} tensors (its states, then its last output)"
+    if len(states) != count + int(carries):
         raise ValueError(
             f"The states of recurrent layer '{layer.name}' must be a list "
-            f"of {count} tensors. Received: {len(states)} states"
+            f"of {expected}. Received: {len(states)} states"
         )
-    return keras.tree.pack_sequence_as(structure, list(states))
+    last_output = states[count] if carries else None
+    return (
+        keras.tree.pack_sequence_as(structure, list(states[:count])),
+        last_output,
+    )
+
+
+def _continued(layer, handed_output, mask, last_output, outputs):
+    """`(last_output, outputs)` of `layer`'s loop from handed states, as
+    one run over the frames before too gives them: the masked steps
+    before the first unmasked one repeat `handed_output`, the output of
+    the last unmasked step before the loop (per position, for a mask with
+    spatial axes)."""
+    mask = ops.cast(keras.tree.flatten(mask)[0], "bool")
+    handed_output = ops.cast(handed_output, last_output.dtype)
+
+    def where(unmasked, value, other):
+        for _ in range(len(value.shape) - len(unmasked.shape)):
+            unmasked = ops.expand_dims(unmasked, -1)
+        return ops.where(unmasked, value, other)
+
+    last_output = where(ops.any(mask, axis=1), last_output, handed_output)
+    if layer.return_sequences:
+        unmasked_before = ops.cumsum(ops.cast(mask, "int32"), axis=1) > 0
+        outputs = where(
+            unmasked_before, outputs, ops.expand_dims(handed_output, 1)
+        )
+    return last_output, outputs
 
 
 def _recording_loop(layer, inner_loop):
@@ -351,15 +412,20 @@ def _recording_loop(layer, inner_loop):
             training=training,
         )
         frame = _frame_of(layer)
-        if frame is not None:
-            # As `keras.layers.RNN.call` returns them.
-            frame.record(
-                layer,
-                [
-                    ops.cast(state, layer.compute_dtype)
-                    for state in keras.tree.flatten(states)
-                ],
-            )
+        if frame is None:
+            return last_output, outputs, states
+        final = keras.tree.flatten(states)
+        if id(layer) in frame.handed_outputs:
+            handed_output = frame.handed_outputs[id(layer)]
+            if handed_output is not None and mask is not None:
+                last_output, outputs = _continued(
+                    layer, handed_output, mask, last_output, outputs
+                )
+            final = final + [last_output]
+        # As `keras.layers.RNN.call` returns them.
+        frame.record(
+            layer, [ops.cast(state, layer.compute_dtype) for state in final]
+        )
         return last_output, outputs, states
 
     return recording_loop

@@ -239,11 +239,12 @@ def export(
       order: recurrent layer by layer in the model's tracking order, each
       layer's states in the order its `initial_state` takes them (`[c]`
       for a CBM layer, `[h, c]` for `LSTM` and `ConvLSTM*`, `[h]` for
-      `GRU`). Zero states start a video; the probabilities of frame `t`
-      equal those of frame `t` in one run over the video. The client keeps
-      the states, so one server follows any number of live videos. A
-      state holding NaN or Inf is refused (`InvalidArgumentError` naming
-      it), as it would make every later output NaN.
+      `GRU`; a layer that sees a mask also its last output). Zero states
+      start a video; the probabilities of frame `t` equal those of frame
+      `t` in one run over the video, masked frames included. The client
+      keeps the states, so one server follows any number of live videos.
+      A state holding NaN or Inf is refused (`InvalidArgumentError`
+      naming it), as it would make every later output NaN.
     - `state_layers()`: `{"layers": (N,) strings}`, the name of the
       recurrent layer that `state_k` belongs to at index `k - 1`.
 

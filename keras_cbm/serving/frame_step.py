@@ -48,12 +48,12 @@ class FrameStep(keras.Model):
     The states are those of `RecurrentStates`, flattened: recurrent layer by
     layer in the model's tracking order, each layer's states in the order its
     `initial_state` takes them (`[c]` for a CBM layer, `[h, c]` for `LSTM`
-    and `ConvLSTM*`, `[h]` for `GRU`), named `state_1` ... `state_N`; zeros
-    start a video, as in the SavedModel's `step`. A masked frame (a
-    `keras.layers.Masking` before the recurrent layers) keeps every state,
-    but each recurrent layer outputs zeros there, where one run repeats the
-    last unmasked frame's output; with `zero_output_for_mask=True` on every
-    recurrent layer both give zeros (docs/serving.md, "Masked frames").
+    and `ConvLSTM*`, `[h]` for `GRU`; a layer that sees a mask, e.g. from
+    a `keras.layers.Masking`, also its last output), named `state_1` ...
+    `state_N`; zeros start a video, as in the SavedModel's `step`. A
+    masked frame keeps every state and outputs what one run over the video
+    does there (each recurrent layer's output at the last unmasked frame:
+    docs/serving.md, "Masked frames").
 
     Args:
         model: A Keras model of frames `(batch, time, *frame_shape)` to

@@ -9,6 +9,7 @@ import pytest
 from keras import ops
 from keras.src import testing
 
+from keras_cbm.layers import CBM
 from keras_cbm.layers import ConvCBM2D
 from keras_cbm.models import RecurrentStates
 from keras_cbm.models.recurrent_states import call_with_mask
@@ -89,6 +90,38 @@ class RecurrentStatesTest(testing.TestCase):
         ):
             self.assertAllClose(got[0], short[0], atol=1e-6)
             self.assertAllClose(got[1], full[1], atol=1e-6)
+
+    def test_layers_that_see_a_mask_hand_over_their_last_output(self):
+        # One run repeats each recurrent layer's last output at a masked
+        # frame; a piece starting on one takes it from the states.
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((None, 4)),
+                keras.layers.Masking(0.0),
+                CBM(3, return_sequences=True),
+                keras.layers.LSTM(2, return_sequences=True),
+                keras.layers.GRU(
+                    2, return_sequences=True, zero_output_for_mask=True
+                ),
+                keras.layers.Dense(2),
+            ]
+        )
+        run = RecurrentStates(model)
+        video = frames((2, 6, 4))
+        video[0, [1, 3, 4]] = 0
+        video[1, [0, 3]] = 0
+        first, states = run(video[:, :3])
+        # [c, output], [h, c, output]; the GRU outputs zeros where masked.
+        self.assertEqual([len(s) for s in states], [2, 3, 1])
+        second, _ = run(video[:, 3:], initial_states=states)
+        self.assertAllClose(
+            np.concatenate([first, second], axis=1), model(video), atol=1e-5
+        )
+        with self.assertRaisesRegex(
+            ValueError, r"'cbm.*' must be a list of 2 tensors \(its states, "
+        ):
+            run(video, initial_states=[states[0][:1]] + states[1:])
 
     def test_nested_runs_each_take_their_own_states(self):
         inner = lstm_model(units=3, features=4, seed=0)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from keras_cbm.layers import CBM
 from keras_cbm.serving import LiteRTStep
 from keras_cbm.serving import OnnxStep
 from keras_cbm.serving import SavedModelStep
@@ -28,6 +29,23 @@ FRAME_SHAPE = (4, 4, 1)
 STATE_SIZES = (3, 3, 2)
 
 
+def exported_steps(model, directory):
+    """The three runtimes of `model`'s step, exported to `directory`."""
+    return {
+        "litert": LiteRTStep(
+            export_step(model, os.path.join(directory, "step.tflite"))
+        ),
+        "onnx": OnnxStep(
+            export_step(
+                model, os.path.join(directory, "step.onnx"), format="onnx"
+            )
+        ),
+        "saved_model": SavedModelStep(
+            export(model, os.path.join(directory, "saved_model"))
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def runtimes(tmp_path_factory):
     """The three runtimes of one model with stacked cells, and the model."""
@@ -43,21 +61,25 @@ def runtimes(tmp_path_factory):
             keras.layers.Dense(3),
         ]
     )
-    directory = tmp_path_factory.mktemp("steps")
-    steps = {
-        "litert": LiteRTStep(
-            export_step(model, os.path.join(directory, "step.tflite"))
-        ),
-        "onnx": OnnxStep(
-            export_step(
-                model, os.path.join(directory, "step.onnx"), format="onnx"
-            )
-        ),
-        "saved_model": SavedModelStep(
-            export(model, os.path.join(directory, "saved_model"))
-        ),
-    }
-    return steps, model
+    return exported_steps(model, tmp_path_factory.mktemp("steps")), model
+
+
+@pytest.fixture(scope="module")
+def masked_runtimes(tmp_path_factory):
+    """The three runtimes of a model whose recurrent layers see a mask (a
+    black frame is masked), and the model."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((None,) + FRAME_SHAPE),
+            keras.layers.Masking(0.0),
+            keras.layers.TimeDistributed(keras.layers.Flatten()),
+            CBM(3, return_sequences=True),
+            keras.layers.GRU(2, return_sequences=True),
+            keras.layers.Dense(3),
+        ]
+    )
+    return exported_steps(model, tmp_path_factory.mktemp("masked")), model
 
 
 def outcome(step, frames, states):
@@ -138,12 +160,13 @@ def test_every_runtime_refuses_alike_naming_the_input(runtimes, case):
             step(frames, states)
 
 
-def test_stacked_cells_step_as_the_whole_video_runs(runtimes):
-    steps, model = runtimes
-    video = np.random.default_rng(0).integers(
-        0, 256, (2, 4) + FRAME_SHAPE, "uint8"
-    )
+def assert_steps_equal_the_whole_run(steps, model, video):
+    """Every runtime, and a server of two streams, frame by frame over
+    `video` (2 rows) gives the probabilities of one run of `model`."""
     whole = keras.ops.softmax(model(video / np.float32(255)))
+    server = StreamServer(steps["litert"])
+    server.add(0)
+    server.add(1)
     for name, step in steps.items():
         states = step.zero_states(2)
         for t in range(video.shape[1]):
@@ -151,6 +174,33 @@ def test_stacked_cells_step_as_the_whole_video_runs(runtimes):
             np.testing.assert_allclose(
                 probabilities, whole[:, t], atol=1e-5, err_msg=name
             )
+    for t in range(video.shape[1]):
+        for row in (0, 1):
+            server.push(row, video[row, t])
+        for row in (0, 1):
+            np.testing.assert_allclose(
+                server.read(row), whole[row, t], atol=1e-5, err_msg="server"
+            )
+
+
+def test_stacked_cells_step_as_the_whole_video_runs(runtimes):
+    steps, model = runtimes
+    video = np.random.default_rng(0).integers(
+        0, 256, (2, 4) + FRAME_SHAPE, "uint8"
+    )
+    assert_steps_equal_the_whole_run(steps, model, video)
+
+
+def test_masked_frames_step_as_the_whole_video_runs(masked_runtimes):
+    # A masked frame outputs what one run does there: each recurrent
+    # layer's output at the last unmasked frame (zeros before any).
+    steps, model = masked_runtimes
+    video = np.random.default_rng(0).integers(
+        1, 256, (2, 5) + FRAME_SHAPE, "uint8"
+    )
+    video[0, [0, 2, 3]] = 0
+    video[1, 3] = 0
+    assert_steps_equal_the_whole_run(steps, model, video)
 
 
 FRAME_SHAPES = st.sampled_from(

@@ -94,25 +94,40 @@ def compiled(trainer, metrics=()):
 
 
 class StreamingBPTTTest(testing.TestCase):
+    def assertStreamEqualsOneRunOfEachVideo(self, net, videos):
+        """A stream of `videos` in chunks of 3 on 2 rows: row 1 plays
+        videos 1 and 2, its second video starting afresh."""
+        stream = streaming_chunks(
+            video_dataset(videos), 2, 3, drop_remainder=False
+        )
+        got = stream_outputs(StreamingBPTT(net), stream)
+        self.assertEqual(sorted(got), [0, 1, 2])
+        for video_id, video in enumerate(videos):
+            self.assertAllClose(got[video_id], net(video[None])[0], atol=1e-5)
+
     def test_a_stream_equals_one_run_of_each_video(self):
-        # Row 1 plays videos 1 and 2: its second video starts afresh.
         for net, frame in (
             (tbptt.conv_model(), (6, 6, 2)),
             (tbptt.lstm_model(), (3,)),
         ):
-            videos = [
-                tbptt.random((length,) + frame, seed)
-                for seed, length in enumerate((6, 3, 4))
-            ]
-            stream = streaming_chunks(
-                video_dataset(videos), 2, 3, drop_remainder=False
+            self.assertStreamEqualsOneRunOfEachVideo(
+                net,
+                [
+                    tbptt.random((length,) + frame, seed)
+                    for seed, length in enumerate((6, 3, 4))
+                ],
             )
-            got = stream_outputs(StreamingBPTT(net), stream)
-            self.assertEqual(sorted(got), [0, 1, 2])
-            for video_id, video in enumerate(videos):
-                self.assertAllClose(
-                    got[video_id], net(video[None])[0], atol=1e-5
-                )
+
+    def test_masked_frames_output_as_in_one_run(self):
+        videos = [
+            tbptt.random((length, 3), seed)
+            for seed, length in enumerate((6, 3, 4))
+        ]
+        # Masked at a chunk start (frame 3), inside a chunk, and at the
+        # start of the video that follows another on its row.
+        videos[0][[1, 3, 4]] = 0
+        videos[2][0] = 0
+        self.assertStreamEqualsOneRunOfEachVideo(tbptt.masked_model(), videos)
 
     def test_gradients_equal_truncated_bptt(self):
         net = tbptt.lstm_model()

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 from keras.src import testing
 
+from keras_cbm.layers import CBM
 from keras_cbm.layers import ConvCBM2D
 from keras_cbm.training import TruncatedBPTT
 from keras_cbm.training import frame_weights as weights_of
@@ -15,11 +16,13 @@ from tests.layers.testing_utils import layer_gradients
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def conv_model(seed=0):
+def conv_model(seed=0, masking=False):
+    """With `masking`, a frame of zeros is masked (`keras.layers.Masking`)."""
     keras.utils.set_random_seed(seed)
     return keras.Sequential(
         [
             keras.Input((None, 6, 6, 2)),
+            *([keras.layers.Masking(0.0)] if masking else []),
             ConvCBM2D(3, 3, padding="same", return_sequences=True),
             keras.layers.ConvLSTM2D(
                 2, 3, padding="same", return_sequences=True
@@ -36,6 +39,22 @@ def lstm_model(seed=0):
         [
             keras.Input((None, 3)),
             keras.layers.LSTM(4, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
+def masked_model(seed=0):
+    """A frame of zeros is masked (`keras.layers.Masking`) before a CBM
+    layer, an LSTM and a GRU: each repeats its last output there."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            keras.layers.Masking(0.0),
+            CBM(4, return_sequences=True),
+            keras.layers.LSTM(3, return_sequences=True),
+            keras.layers.GRU(3, return_sequences=True),
             keras.layers.Dense(2),
         ]
     )
@@ -79,6 +98,19 @@ class TruncatedBPTTTest(testing.TestCase):
             (lstm_model(), random((2, 7, 3)), (1, 3, 7)),
         ):
             for chunk_length in chunk_lengths:
+                trainer = TruncatedBPTT(net, chunk_length)
+                self.assertAllClose(trainer(video), net(video), atol=1e-5)
+
+    def test_masked_frames_output_as_in_one_run(self):
+        for net, video in (
+            (masked_model(), random((2, 8, 3))),
+            (conv_model(masking=True), random((2, 8, 6, 6, 2))),
+        ):
+            # Masked at chunk starts (3, 6 for chunks of 3), inside a
+            # chunk and at the video's start.
+            video[0, [1, 3, 4]] = 0
+            video[1, [0, 6]] = 0
+            for chunk_length in (1, 3):
                 trainer = TruncatedBPTT(net, chunk_length)
                 self.assertAllClose(trainer(video), net(video), atol=1e-5)
 

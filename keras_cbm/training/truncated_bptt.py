@@ -119,13 +119,7 @@ class TruncatedBPTT(ChunkedTrainer):
     def call(self, inputs, training=None):
         videos = inputs["video"] if isinstance(inputs, dict) else inputs
         time = videos.shape[1]
-        if time is None:
-            raise ValueError(
-                "`inputs` must have a static number of frames for chunks of "
-                f"{self.chunk_length}. Received: videos of shape "
-                f"{tuple(videos.shape)}"
-            )
-        if time < self.chunk_length:
+        if time is not None and time < self.chunk_length:
             raise ValueError(
                 f"`chunk_length` must be at most the videos' length ({time} "
                 "frames): a video shorter than a chunk has nothing to "

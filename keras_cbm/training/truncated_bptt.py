@@ -134,7 +134,7 @@ class TruncatedBPTT(ChunkedTrainer):
         """The weight of every frame `(batch, time)`: the `targets`'
         weights (with `"given"`, the inputs' `"frame_weights"`)."""
         if self.targets != "given":
-            time = outputs.shape[1]
+            time = ops.shape(outputs)[1]
             weights = frame_weights(ops.arange(time), time, self.targets)
             return ops.broadcast_to(
                 ops.cast(weights, self.compute_dtype)[None],

@@ -138,40 +138,18 @@ def overlapping_clips(
         )
     )
     check_features(dataset, video_key=video_key, label_key=label_key)
-    if targets is not None:
-        check_targets(targets, allow_given=True)
-    if targets == "given" and "frame_weights" not in dataset.element_spec:
-        raise ValueError(
-            "`targets='given'` reads each video's `'frame_weights'` feature "
-            "(N,), which `dataset` lacks; its features are "
-            f"{sorted(dataset.element_spec)}."
-        )
-    if past_length is not None:
-        past_length = check_integer("past_length", past_length, 1)
+    past_length = check_targets_and_past(dataset, targets, past_length)
     weights = placement_weights(placement, targets, video_key)
 
     def cut(index, element, alignment):
         identity = video_id(element, index, id_key)
         inputs = clip_inputs(element[video_key], alignment, identity)
-        if past_length is not None:
-            inputs.update(
-                past_inputs(
-                    element[video_key],
-                    alignment,
-                    past_length,
-                    frame_stride,
-                    identity,
-                )
+        inputs.update(
+            target_and_past_inputs(
+                element, alignment, identity, video_key, targets,
+                past_length, frame_stride,
             )
-        if targets is not None:
-            frame_weights = target_weights(
-                targets, element, tf.shape(element[video_key])[0]
-            )
-            inputs["frame_weights"] = tf.where(
-                alignment >= 0,
-                tf.gather(frame_weights, tf.maximum(alignment, 0)),
-                0.0,
-            )
+        )
         return inputs, element[label_key]
 
     return map_overlapping_alignment(
@@ -190,6 +168,43 @@ def overlapping_clips(
 
 
 PLACEMENTS = ("uniform", "weighted")
+
+
+def check_targets_and_past(dataset, targets, past_length):
+    """Checks the `targets` and `past_length` of a clip pipeline over
+    `dataset`; returns `past_length` as a Python int (or `None`)."""
+    if targets is not None:
+        check_targets(targets, allow_given=True)
+    if targets == "given" and "frame_weights" not in dataset.element_spec:
+        raise ValueError(
+            "`targets='given'` reads each video's `'frame_weights'` feature "
+            "(N,), which `dataset` lacks; its features are "
+            f"{sorted(dataset.element_spec)}."
+        )
+    if past_length is None:
+        return None
+    return check_integer("past_length", past_length, 1)
+
+
+def target_and_past_inputs(
+    element, alignment, identity, video_key, targets, past_length,
+    frame_stride,
+):
+    """The inputs a clip pipeline adds for `targets` (`"frame_weights"`,
+    0 on padding) and `past_length` (`"past"`, `"past_alignment"`, see
+    `past_inputs`) to the clips of `alignment` of a video `element`."""
+    inputs = {}
+    video = element[video_key]
+    if past_length is not None:
+        inputs.update(
+            past_inputs(video, alignment, past_length, frame_stride, identity)
+        )
+    if targets is not None:
+        weights = target_weights(targets, element, tf.shape(video)[0])
+        inputs["frame_weights"] = tf.where(
+            alignment >= 0, tf.gather(weights, tf.maximum(alignment, 0)), 0.0
+        )
+    return inputs
 
 
 def target_weights(targets, element, num_frames):

@@ -108,3 +108,28 @@ def test_given_weights_place_clip_ends():
 def test_placement_is_checked(arguments, message):
     with pytest.raises(ValueError, match=message):
         overlapping_clips(videos([10]), 2, 2, 4, **arguments)
+
+
+def test_uniform_clips_take_targets_and_past():
+    from keras_cbm.data import uniform_clips
+
+    dataset = tf.data.Dataset.from_tensors(
+        {"video": tf.reshape(tf.range(20, dtype="int32"), (20, 1)),
+         "label": 0}
+    )
+    inputs, _ = next(iter(uniform_clips(
+        dataset, 8, 6, targets=FrameTargets(last=5), past_length=16
+    )))
+    alignment = inputs["alignment"].numpy()
+    assert alignment.shape == (3, 8)
+    np.testing.assert_array_equal(
+        inputs["frame_weights"].numpy(), alignment >= 15
+    )
+    # The past: every frame before the last window's start (12), padded.
+    np.testing.assert_array_equal(
+        inputs["past_alignment"].numpy(), list(range(12)) + [-1] * 4
+    )
+    np.testing.assert_array_equal(
+        inputs["past"].numpy()[:12, 0], np.arange(12)
+    )
+    assert inputs["past"].shape == (16, 1)

@@ -98,10 +98,10 @@ class ChunkedTrainer(VideoTrainer):
         model: A per-frame video model that
             `keras_cbm.models.RecurrentStates` accepts (no `Bidirectional`,
             `go_backwards` or `stateful` layer).
-        rematerialize: Whether to recompute each chunk's activations in
-            the backward pass (`keras.remat`: memory set by the chunk
-            length, one more forward pass per chunk) rather than keep them
-            all.
+        rematerialize: Whether the backward pass runs each chunk again and
+            takes its gradient in a loop (memory set by the chunk length,
+            one more forward pass per chunk) rather than keep every
+            chunk's activations.
         **kwargs: `VideoTrainer` arguments (`aggregation`, `from_logits`,
             `name`, `dtype`, ...).
     """

@@ -21,11 +21,12 @@ class TruncatedBPTT(ChunkedTrainer):
     states the previous chunk ended in (see
     `keras_cbm.models.RecurrentStates`), with the gradient cut at the chunk
     boundaries; the loss over all frames gives one optimizer step per batch,
-    whose gradient is the sum of the chunks' gradients. With
-    `rematerialize`, each chunk's activations are recomputed in the backward
-    pass (`keras.remat`), so peak training memory is set by the chunk
-    length (plus the states at the chunk boundaries), not by the video's
-    length. A chunk as long as the video is full back-propagation through
+    whose gradient is the sum of the chunks' gradients. The chunks run in
+    one symbolic loop traced once (the number of frames may vary between
+    batches on TensorFlow); with `rematerialize`, the backward pass runs
+    each chunk again and takes its gradient inside a second loop, so peak
+    training memory is set by the chunk length, not by the number of
+    chunks. A chunk as long as the video is full back-propagation through
     time.
 
     `model` is any Keras model of frames `(batch, time, *frame_shape)` to
@@ -61,8 +62,8 @@ class TruncatedBPTT(ChunkedTrainer):
         **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: Videos `(batch, time, *frame_shape)` with a static `time`
-            >= `chunk_length`, or a dict with `"video"` and (for
+        inputs: Videos `(batch, time, *frame_shape)`, `time` >=
+            `chunk_length` (`None` when traced: TensorFlow), or a dict with `"video"` and (for
             `targets="given"`) `"frame_weights"` `(batch, time)`.
         training: Python boolean.
 

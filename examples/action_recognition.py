@@ -464,12 +464,15 @@ def clip_datasets(args, splits):
         tf.data.AUTOTUNE
     )
     stride = args.eval_stride or max(args.max_length // 2, 1)
+    # The windows hold as much past as the training clips (whole_past).
+    past = splits.train_clips.element_spec[0].get("past_alignment")
     test_windows = data.padded_window_batch(
         data.uniform_clips(
             splits.test,
             args.max_length,
             stride,
             frame_stride=args.frame_stride,
+            past_length=None if past is None else past.shape[0],
         ),
         args.batch_size,
     ).prefetch(tf.data.AUTOTUNE)

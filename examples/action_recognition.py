@@ -170,8 +170,19 @@ def parse_args(argv=None, description=None, **defaults):
     )
     add(
         "--state-handover",
-        action="store_true",
-        help="Clips start from the states of earlier clips of their video.",
+        nargs="?",
+        const="donor",
+        default="none",
+        choices=["none", "donor", "whole_past"],
+        help="The states clips start from: zeros (none), those of earlier "
+        "clips of their video (donor, the paper's; the bare flag), or "
+        "those of a run over the video's whole past (whole_past).",
+    )
+    add(
+        "--past-length",
+        type=int,
+        help="Steps of past a clip pipeline holds for --state-handover "
+        "whole_past (default: motion_order's longest video).",
     )
     add(
         "--stage-filters",
@@ -309,7 +320,7 @@ def motion_order_splits(args, config_name):
     )
     config = builder.builder_config
     return Splits(
-        train_clips=overlapping_clips(args, train),
+        train_clips=overlapping_clips(args, train, config.max_frames),
         test=test,
         num_classes=builder.info.features["label"].num_classes,
         frame_shape=(config.frame_size, config.frame_size, 1),
@@ -364,6 +375,12 @@ def video_file_splits(args):
     training, whole videos for testing."""
     from keras_cbm import data
 
+    if args.state_handover == "whole_past":
+        raise ValueError(
+            "`--state-handover whole_past` needs each video's past frames, "
+            "which the file pipeline does not deliver yet: use motion_order "
+            f"or --tfds. Received: --videos={args.videos}"
+        )
     size = args.frame_size or 32
     frames = {
         "color_mode": args.color_mode,
@@ -406,7 +423,21 @@ def video_file_splits(args):
     )
 
 
-def overlapping_clips(args, videos):
+def past_length(args, max_frames=None):
+    """The steps of past the clips hold: `None` unless `--state-handover
+    whole_past`, then `--past-length` or that of `max_frames` frames."""
+    if args.state_handover != "whole_past":
+        return None
+    if args.past_length is None and max_frames is None:
+        raise ValueError(
+            "`--state-handover whole_past` needs `--past-length` (steps of "
+            "the longest video) for this dataset. Received: --past-length "
+            "unset"
+        )
+    return args.past_length or -(-max_frames // args.frame_stride)
+
+
+def overlapping_clips(args, videos, max_frames=None):
     """Overlapping random clips of whole videos, for training."""
     from keras_cbm import data
 
@@ -418,6 +449,7 @@ def overlapping_clips(args, videos):
         min_overlap=args.min_overlap,
         frame_stride=args.frame_stride,
         seed=args.seed,
+        past_length=past_length(args, max_frames),
     )
 
 
@@ -432,12 +464,15 @@ def clip_datasets(args, splits):
         tf.data.AUTOTUNE
     )
     stride = args.eval_stride or max(args.max_length // 2, 1)
+    # The windows hold as much past as the training clips (whole_past).
+    past = splits.train_clips.element_spec[0].get("past_alignment")
     test_windows = data.padded_window_batch(
         data.uniform_clips(
             splits.test,
             args.max_length,
             stride,
             frame_stride=args.frame_stride,
+            past_length=None if past is None else past.shape[0],
         ),
         args.batch_size,
     ).prefetch(tf.data.AUTOTUNE)
@@ -467,7 +502,9 @@ def build_trainer(args, num_classes, frame_shape, steps):
     trainer = training.CoherenceModel(
         net,
         coherence_weight=args.coherence_weight,
-        state_handover="donor" if args.state_handover else None,
+        state_handover=(
+            None if args.state_handover == "none" else args.state_handover
+        ),
     )
     trainer.compile(
         optimizer=keras.optimizers.AdamW(

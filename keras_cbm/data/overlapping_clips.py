@@ -25,6 +25,7 @@ def overlapping_clips(
     num_parallel_calls=tf.data.AUTOTUNE,
     targets=None,
     past_length=None,
+    placement="uniform",
 ):
     """Samples overlapping clips of random length and start from each video.
 
@@ -49,6 +50,12 @@ def overlapping_clips(
     So the clips of a video form a random tree in which every clip
     overlaps its parent by at least `min_overlap` frames: they are
     connected by overlaps, and clip 0 makes every start reachable.
+
+    With `placement="weighted"`, steps 2 and 3 draw each start from the
+    same range with probability proportional to the target weight (see
+    `targets`) of the frame the clip would end at, so clips end where the
+    label is knowable; a range whose ends all weigh 0 is drawn uniformly.
+    Equal weights give the uniform placement's clips.
 
     Short videos: a video with fewer than `min_length` steps (`M <
     min_length`) gives `clips_per_video` copies of the whole video read at
@@ -97,6 +104,9 @@ def overlapping_clips(
             `CoherenceModel(..., state_handover="whole_past")` runs over. A
             video with more steps before its last clip start fails when
             read, with an error naming it.
+        placement: `"uniform"` (the clips' starts uniform, as above) or
+            `"weighted"` (their ends drawn by the target weights; needs
+            `targets`).
 
     Returns:
         A `tf.data.Dataset` of pairs `(inputs, label)`, one per video, ready
@@ -128,41 +138,18 @@ def overlapping_clips(
         )
     )
     check_features(dataset, video_key=video_key, label_key=label_key)
-    if targets is not None:
-        check_targets(targets, allow_given=True)
-    if targets == "given" and "frame_weights" not in dataset.element_spec:
-        raise ValueError(
-            "`targets='given'` reads each video's `'frame_weights'` feature "
-            "(N,), which `dataset` lacks; its features are "
-            f"{sorted(dataset.element_spec)}."
-        )
-    if past_length is not None:
-        past_length = check_integer("past_length", past_length, 1)
+    past_length = check_targets_and_past(dataset, targets, past_length)
+    weights = placement_weights(placement, targets, video_key)
 
     def cut(index, element, alignment):
         identity = video_id(element, index, id_key)
         inputs = clip_inputs(element[video_key], alignment, identity)
-        if past_length is not None:
-            inputs.update(
-                past_inputs(
-                    element[video_key],
-                    alignment,
-                    past_length,
-                    frame_stride,
-                    identity,
-                )
+        inputs.update(
+            target_and_past_inputs(
+                element, alignment, identity, video_key, targets,
+                past_length, frame_stride,
             )
-        if targets == "given":
-            given = tf.gather(
-                tf.cast(element["frame_weights"], "float32"),
-                tf.maximum(alignment, 0),
-            )
-            inputs["frame_weights"] = tf.where(alignment >= 0, given, 0.0)
-        elif targets is not None:
-            first = first_target_frame(tf.shape(element[video_key])[0], targets)
-            inputs["frame_weights"] = tf.cast(
-                alignment >= tf.maximum(first, 0), "float32"
-            )
+        )
         return inputs, element[label_key]
 
     return map_overlapping_alignment(
@@ -176,6 +163,79 @@ def overlapping_clips(
         frame_stride,
         seed,
         num_parallel_calls,
+        weights,
+    )
+
+
+PLACEMENTS = ("uniform", "weighted")
+
+
+def check_targets_and_past(dataset, targets, past_length):
+    """Checks the `targets` and `past_length` of a clip pipeline over
+    `dataset`; returns `past_length` as a Python int (or `None`)."""
+    if targets is not None:
+        check_targets(targets, allow_given=True)
+    if targets == "given" and "frame_weights" not in dataset.element_spec:
+        raise ValueError(
+            "`targets='given'` reads each video's `'frame_weights'` feature "
+            "(N,), which `dataset` lacks; its features are "
+            f"{sorted(dataset.element_spec)}."
+        )
+    if past_length is None:
+        return None
+    return check_integer("past_length", past_length, 1)
+
+
+def target_and_past_inputs(
+    element, alignment, identity, video_key, targets, past_length,
+    frame_stride,
+):
+    """The inputs a clip pipeline adds for `targets` (`"frame_weights"`,
+    0 on padding) and `past_length` (`"past"`, `"past_alignment"`, see
+    `past_inputs`) to the clips of `alignment` of a video `element`."""
+    inputs = {}
+    video = element[video_key]
+    if past_length is not None:
+        inputs.update(
+            past_inputs(video, alignment, past_length, frame_stride, identity)
+        )
+    if targets is not None:
+        weights = target_weights(targets, element, tf.shape(video)[0])
+        inputs["frame_weights"] = tf.where(
+            alignment >= 0, tf.gather(weights, tf.maximum(alignment, 0)), 0.0
+        )
+    return inputs
+
+
+def target_weights(targets, element, num_frames):
+    """The target weight of every frame of a video, `(num_frames,)`
+    float32: the element's `"frame_weights"` for `targets="given"`, else
+    those of `keras_cbm.training.frame_weights`."""
+    if targets == "given":
+        return tf.cast(element["frame_weights"], "float32")
+    first = first_target_frame(num_frames, targets)
+    return tf.cast(tf.range(num_frames) >= tf.maximum(first, 0), "float32")
+
+
+def placement_weights(placement, targets, video_key="video"):
+    """Checks `placement`; returns `None` for the uniform placement, or a
+    function of `(element, num_frames)` to the frames' weights that the
+    weighted placement draws clip ends by."""
+    if not isinstance(placement, str) or placement not in PLACEMENTS:
+        raise ValueError(
+            f"`placement` must be one of {PLACEMENTS}. Received: "
+            f"placement={placement!r}"
+        )
+    if placement == "uniform":
+        return None
+    if targets is None:
+        raise ValueError(
+            "`placement='weighted'` draws clip ends by the target weights, "
+            "so `targets` must be given (e.g. a `FrameTargets` or "
+            "'given'). Received: targets=None"
+        )
+    return lambda element, num_frames: target_weights(
+        targets, element, num_frames
     )
 
 
@@ -261,6 +321,7 @@ def map_overlapping_alignment(
     frame_stride,
     seed,
     num_parallel_calls,
+    frame_weights=None,
 ):
     """Maps `function(index, element, alignment)` over `dataset`, where
     `alignment` holds the overlapping clips drawn for the element's
@@ -269,18 +330,26 @@ def map_overlapping_alignment(
     The sampling and its randomness are those of `overlapping_clips` (the
     arguments are assumed valid), whatever holds the frames: a decoded
     video, or a file that `function` reads only the clips' frames of.
+    `frame_weights`, a function of `(element, num_frames)` to the frames'
+    weights (see `placement_weights`), gives the weighted placement.
     """
 
     def sample(indexed, random):
         index, element = indexed
+        frames = num_frames(element)
         alignment = sample_overlapping_clips(
-            num_frames(element),
+            frames,
             clips_per_video,
             min_length,
             max_length,
             min_overlap,
             frame_stride,
             seed=tf.stack([random, index]),
+            frame_weights=(
+                None
+                if frame_weights is None
+                else frame_weights(element, frames)
+            ),
         )
         return function(index, element, alignment)
 
@@ -301,6 +370,7 @@ def sample_overlapping_clips(
     min_overlap,
     frame_stride,
     seed,
+    frame_weights=None,
 ):
     """Draws the alignment indices of overlapping clips of one video.
 
@@ -312,6 +382,10 @@ def sample_overlapping_clips(
         clips_per_video, min_length, max_length, min_overlap, frame_stride:
             As in `overlapping_clips`.
         seed: Shape `(2,)` integer tensor, a stateless random seed.
+        frame_weights: Optional float tensor `(N,)`: draw each start with
+            probability proportional to the weight of the frame the clip
+            ends at (`overlapping_clips`' `placement="weighted"`); `None`
+            draws starts uniformly.
 
     Returns:
         int32 tensor `(clips_per_video, max_length)`, the absolute frame
@@ -338,9 +412,22 @@ def sample_overlapping_clips(
     parents = uniform_integer(
         uniforms[1], 0, tf.maximum(tf.range(clips_per_video) - 1, 0)
     )
+    if frame_weights is not None:
+        # The weight of every step, read at the phase and stride.
+        step_weights = tf.gather(
+            tf.cast(frame_weights, "float32"),
+            tf.minimum(phase + tf.range(steps) * frame_stride, num_frames - 1),
+        )
+
+    def start_in(uniform, low, high, length):
+        if frame_weights is None:
+            return uniform_integer(uniform, low, high)
+        # A start's weight: that of the step the clip ends at.
+        return weighted_integer(uniform, low, high, step_weights[length - 1 :])
+
     # A loop over the clips (static and few), not over frames: each start
     # depends on the start of an earlier clip.
-    starts = [uniform_integer(uniforms[2, 0], 0, steps - lengths[0])]
+    starts = [start_in(uniforms[2, 0], 0, steps - lengths[0], lengths[0])]
     for k in range(1, clips_per_video):
         parent_start = tf.gather(tf.stack(starts), parents[k])
         parent_length = lengths[parents[k]]
@@ -348,11 +435,28 @@ def sample_overlapping_clips(
         low = tf.maximum(0, parent_start - lengths[k] + min_overlap)
         high = tf.minimum(last, parent_start + parent_length - min_overlap)
         # Only a short video (all clips whole) can leave the range empty.
-        start = uniform_integer(uniforms[2, k], low, tf.maximum(low, high))
+        start = start_in(
+            uniforms[2, k], low, tf.maximum(low, high), lengths[k]
+        )
         starts.append(tf.clip_by_value(start, 0, last))
     step = tf.stack(starts)[:, None] + tf.range(max_length)[None, :]
     in_clip = tf.range(max_length)[None, :] < lengths[:, None]
     return tf.where(in_clip, phase + step * frame_stride, -1)
+
+
+def weighted_integer(uniform, low, high, weights):
+    """Maps a uniform in `[0, 1)` to an integer `i` in `[low, high]` drawn
+    with probability proportional to `weights[i]` (uniform where they are
+    all 0 in the range); equal weights give `uniform_integer`'s."""
+    candidates = tf.range(low, high + 1)
+    chosen = tf.gather(
+        weights, tf.clip_by_value(candidates, 0, tf.size(weights) - 1)
+    )
+    total = tf.reduce_sum(chosen)
+    chosen = tf.where(total > 0, chosen, tf.ones_like(chosen))
+    below = tf.cumsum(chosen) <= uniform * tf.reduce_sum(chosen)
+    offset = tf.reduce_sum(tf.cast(below, "int32"))
+    return low + tf.minimum(offset, high - low)
 
 
 def uniform_integer(uniform, low, high):

@@ -6,6 +6,8 @@ from keras_cbm.data.arguments import check_features
 from keras_cbm.data.arguments import check_integer
 from keras_cbm.data.clip_inputs import clip_inputs
 from keras_cbm.data.clip_inputs import video_id
+from keras_cbm.data.overlapping_clips import check_targets_and_past
+from keras_cbm.data.overlapping_clips import target_and_past_inputs
 
 
 def uniform_clips(
@@ -17,6 +19,8 @@ def uniform_clips(
     label_key="label",
     id_key="video_id",
     num_parallel_calls=tf.data.AUTOTUNE,
+    targets=None,
+    past_length=None,
 ):
     """Cuts every video into sliding windows that cover all its frames.
 
@@ -45,12 +49,18 @@ def uniform_clips(
         id_key: The feature holding the video's id; when the dataset has no
             such feature the id is the video's position in `dataset`.
         num_parallel_calls: Passed to `Dataset.map`.
+        targets: Optional frame targets, as in `overlapping_clips`: adds
+            `"frame_weights"` `(W, clip_length)`.
+        past_length: Optional integer >= 1, as in `overlapping_clips`: adds
+            `"past"` and `"past_alignment"`, the frames before the last
+            window's start (what `state_handover="whole_past"` runs over).
 
     Returns:
         A `tf.data.Dataset` of pairs `(inputs, label)`, one per video, with
         the structure of `overlapping_clips`' output and `W` windows in
         place of its `K` clips: `"clips"` `(W, clip_length, *frame_shape)`,
-        `"mask"` and `"alignment"` `(W, clip_length)`, `"video_id"`. `W`
+        `"mask"` and `"alignment"` `(W, clip_length)`, `"video_id"`, and
+        what `targets` and `past_length` add. `W`
         varies with the video's length: batch one video at a time, or with
         `padded_window_batch`.
 
@@ -70,13 +80,21 @@ def uniform_clips(
     )
     frame_stride = check_integer("frame_stride", frame_stride, 1)
     check_features(dataset, video_key=video_key, label_key=label_key)
+    past_length = check_targets_and_past(dataset, targets, past_length)
 
     def cut(index, element):
         video = element[video_key]
         alignment = uniform_alignment(
             tf.shape(video)[0], clip_length, stride, frame_stride
         )
-        inputs = clip_inputs(video, alignment, video_id(element, index, id_key))
+        identity = video_id(element, index, id_key)
+        inputs = clip_inputs(video, alignment, identity)
+        inputs.update(
+            target_and_past_inputs(
+                element, alignment, identity, video_key, targets,
+                past_length, frame_stride,
+            )
+        )
         return inputs, element[label_key]
 
     return dataset.enumerate().map(cut, num_parallel_calls=num_parallel_calls)

@@ -21,11 +21,12 @@ class TruncatedBPTT(ChunkedTrainer):
     states the previous chunk ended in (see
     `keras_cbm.models.RecurrentStates`), with the gradient cut at the chunk
     boundaries; the loss over all frames gives one optimizer step per batch,
-    whose gradient is the sum of the chunks' gradients. With
-    `rematerialize`, each chunk's activations are recomputed in the backward
-    pass (`keras.remat`), so peak training memory is set by the chunk
-    length (plus the states at the chunk boundaries), not by the video's
-    length. A chunk as long as the video is full back-propagation through
+    whose gradient is the sum of the chunks' gradients. The chunks run in
+    one symbolic loop traced once (the number of frames may vary between
+    batches on TensorFlow); with `rematerialize`, the backward pass runs
+    each chunk again and takes its gradient inside a second loop, so peak
+    training memory is set by the chunk length, not by the number of
+    chunks. A chunk as long as the video is full back-propagation through
     time.
 
     `model` is any Keras model of frames `(batch, time, *frame_shape)` to
@@ -61,8 +62,8 @@ class TruncatedBPTT(ChunkedTrainer):
         **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: Videos `(batch, time, *frame_shape)` with a static `time`
-            >= `chunk_length`, or a dict with `"video"` and (for
+        inputs: Videos `(batch, time, *frame_shape)`, `time` >=
+            `chunk_length` (`None` when traced: TensorFlow), or a dict with `"video"` and (for
             `targets="given"`) `"frame_weights"` `(batch, time)`.
         training: Python boolean.
 
@@ -119,13 +120,7 @@ class TruncatedBPTT(ChunkedTrainer):
     def call(self, inputs, training=None):
         videos = inputs["video"] if isinstance(inputs, dict) else inputs
         time = videos.shape[1]
-        if time is None:
-            raise ValueError(
-                "`inputs` must have a static number of frames for chunks of "
-                f"{self.chunk_length}. Received: videos of shape "
-                f"{tuple(videos.shape)}"
-            )
-        if time < self.chunk_length:
+        if time is not None and time < self.chunk_length:
             raise ValueError(
                 f"`chunk_length` must be at most the videos' length ({time} "
                 "frames): a video shorter than a chunk has nothing to "
@@ -140,7 +135,7 @@ class TruncatedBPTT(ChunkedTrainer):
         """The weight of every frame `(batch, time)`: the `targets`'
         weights (with `"given"`, the inputs' `"frame_weights"`)."""
         if self.targets != "given":
-            time = outputs.shape[1]
+            time = ops.shape(outputs)[1]
             weights = frame_weights(ops.arange(time), time, self.targets)
             return ops.broadcast_to(
                 ops.cast(weights, self.compute_dtype)[None],

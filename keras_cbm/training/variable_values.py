@@ -8,7 +8,9 @@ from keras import ops
 from keras_cbm.keras_internals import in_stateless_scope
 
 
-def run_with_values(model, values, function, *args, collect_losses=False):
+def run_with_values(
+    model, values, function, *args, collect_losses=False, trainable=None
+):
     """Calls `function(*args)` with `model`'s non-trainable variables read
     from `values` and their updates returned, none assigned.
 
@@ -27,6 +29,9 @@ def run_with_values(model, values, function, *args, collect_losses=False):
             (`add_loss`, `activity_regularizer`) in `function`; else they
             are dropped, as in any stateless call that does not collect
             them.
+        trainable: Optional values of `model.trainable_variables` to run
+            with (what a function differentiated in the weights takes as
+            arguments); `None` reads the variables.
 
     Returns:
         `(result, new_values)`: what `function` returned, and the values of
@@ -35,7 +40,9 @@ def run_with_values(model, values, function, *args, collect_losses=False):
     """
     variables = model.non_trainable_variables
     mapping = list(zip(variables, values, strict=True))
-    if in_stateless_scope():
+    if trainable is not None:
+        mapping += list(zip(model.trainable_variables, trainable, strict=True))
+    elif in_stateless_scope():
         # JAX's training step maps every variable to a value; an inner
         # scope hides the outer one, so it maps them all.
         mapping += [(v, v.value) for v in model.trainable_variables]

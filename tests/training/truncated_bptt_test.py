@@ -312,3 +312,111 @@ class TruncatedBPTTTest(testing.TestCase):
             )
             with self.assertRaisesRegex(ValueError, reason):
                 TruncatedBPTT(bad, 2)
+
+
+def hand_step(net, videos, labels, chunk_length, learning_rate):
+    """The weights after one SGD step of truncated BPTT written out: a
+    Python loop over chunks, each from the states the previous one ended
+    in with their gradient stopped, the loss over all frames, one
+    `GradientTape` (TensorFlow)."""
+    import tensorflow as tf
+
+    from keras_cbm.models import RecurrentStates
+
+    run = RecurrentStates(net)
+    with tf.GradientTape() as tape:
+        states, outputs = None, []
+        for start in range(0, videos.shape[1], chunk_length):
+            if states is not None:
+                states = keras.tree.map_structure(tf.stop_gradient, states)
+            chunk_outputs, states = run(
+                videos[:, start : start + chunk_length],
+                initial_states=states,
+                training=True,
+            )
+            outputs.append(chunk_outputs)
+        outputs = tf.concat(outputs, axis=1)
+        loss = LOSS(np.repeat(labels[:, None], outputs.shape[1], 1), outputs)
+    gradients = tape.gradient(loss, net.trainable_variables)
+    return [
+        variable.numpy() - learning_rate * gradient.numpy()
+        for variable, gradient in zip(
+            net.trainable_variables, gradients, strict=True
+        )
+    ]
+
+
+class SymbolicLoopTest(testing.TestCase):
+    def test_train_step_equals_a_hand_written_chunk_loop(self):
+        if keras.backend.backend() != "tensorflow":
+            self.skipTest("The hand-written loop uses a GradientTape.")
+        videos, labels = random((2, 11, 6, 6, 2)), np.array([0, 1])
+        for rematerialize in (True, False):
+            expected = hand_step(conv_model(), videos, labels, 3, 0.5)
+            net = conv_model()
+            trainer = TruncatedBPTT(net, 3, rematerialize=rematerialize)
+            trainer.compile(keras.optimizers.SGD(0.5), LOSS)
+            trainer.fit(videos, labels, batch_size=2, epochs=1, verbose=0)
+            for got, want in zip(net.get_weights(), expected, strict=True):
+                self.assertAllClose(got, want, atol=1e-5)
+
+    def test_chunk_count_varies_without_retracing(self):
+        if keras.backend.backend() != "tensorflow":
+            self.skipTest("JAX traces each video length.")
+        import tensorflow as tf
+
+        traced = []
+
+        class Counting(TruncatedBPTT):
+            def call(self, inputs, training=None):
+                traced.append(training)
+                return super().call(inputs, training=training)
+
+        lengths = (5, 11, 8)
+        videos = [random((1, n, 3), seed=n) for n in lengths]
+        dataset = tf.data.Dataset.from_generator(
+            lambda: ((v, np.array([n % 2])) for v, n in zip(videos, lengths)),
+            output_signature=(
+                tf.TensorSpec((1, None, 3), "float32"),
+                tf.TensorSpec((1,), "int32"),
+            ),
+        )
+        net = lstm_model()
+        trainer = Counting(net, 3)
+        trainer.compile(keras.optimizers.SGD(0.1), LOSS)
+        trainer.fit(dataset, epochs=2, verbose=0)
+        self.assertEqual(traced.count(True), 1)
+        # Each batch's step is that of a hand-written loop over its chunks.
+        expected = hand_step(lstm_model(), videos[0], np.array([1]), 3, 0.1)
+        net = lstm_model()
+        trainer = Counting(net, 3)
+        trainer.compile(keras.optimizers.SGD(0.1), LOSS)
+        trainer.fit(dataset.take(1), epochs=1, verbose=0)
+        for got, want in zip(net.get_weights(), expected, strict=True):
+            self.assertAllClose(got, want, atol=1e-5)
+
+    def test_traced_graph_does_not_grow_with_the_chunks(self):
+        if keras.backend.backend() != "tensorflow":
+            self.skipTest("Counts TensorFlow graph nodes.")
+        import tensorflow as tf
+
+        sizes = []
+        for frames in (8, 64):
+            net = lstm_model()
+            trainer = TruncatedBPTT(net, 2)
+            trainer.compile(keras.optimizers.SGD(0.1), LOSS)
+            videos = tf.TensorSpec((2, frames, 3), "float32")
+            labels = tf.TensorSpec((2,), "int32")
+            trainer.make_train_function()
+            step = tf.function(
+                lambda x, y, trainer=trainer: trainer.train_step((x, y))
+            )
+            graph = step.get_concrete_function(videos, labels).graph
+            sizes.append(
+                len(graph.as_graph_def(add_shapes=False).node)
+                + sum(
+                    len(f.node_def)
+                    for f in graph.as_graph_def().library.function
+                )
+            )
+        self.assertEqual(sizes[0], sizes[1])

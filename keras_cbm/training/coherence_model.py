@@ -274,8 +274,10 @@ class CoherenceModel(VideoTrainer):
         batch axis, from `initial_states` `(batch, clips, ...)` if given."""
         batch, count = ops.shape(alignment)[:2]
 
+        # `ops.shape`: a retrace for another clip length leaves the time
+        # axis' static size unknown.
         def flat(values):
-            return ops.reshape(values, (-1,) + tuple(values.shape[2:]))
+            return ops.reshape(values, (-1,) + tuple(ops.shape(values)[2:]))
 
         if initial_states is None:
             outputs = call_with_mask(
@@ -288,7 +290,9 @@ class CoherenceModel(VideoTrainer):
                 mask=flat(alignment >= 0),
                 training=training,
             )
-        return ops.reshape(outputs, (batch, count) + tuple(outputs.shape[1:]))
+        return ops.reshape(
+            outputs, (batch, count) + tuple(ops.shape(outputs)[1:])
+        )
 
     def call(self, inputs, training=None):
         outputs = self.clip_outputs(inputs, training=training)

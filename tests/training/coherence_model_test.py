@@ -204,6 +204,20 @@ class CoherenceFitTest(testing.TestCase):
         predicted = trainer.predict(windows, verbose=0)
         self.assertAllClose(predicted["probabilities"], videos_p, atol=1e-6)
 
+    def test_windows_of_another_length_evaluate_after_the_first(self):
+        # A second length retraces with an unknown time axis.
+        model = tiny_model()
+        trainer = CoherenceModel(model)
+        trainer.compile(loss=LOSS, metrics=["accuracy"])
+        for length in (8, 12):
+            windows = data.uniform_clips(videos(2, frames=12), length, 4)
+            result = trainer.evaluate(
+                windows.batch(2), verbose=0, return_dict=True
+            )
+            predicted = trainer.predict(windows.batch(2), verbose=0)
+            self.assertEqual(predicted["probabilities"].shape, (2, 2))
+            self.assertTrue(np.isfinite(result["loss"]))
+
     def test_val_loss_is_the_loss_on_the_validation_data(self):
         # Nothing learns at rate 0 and the model runs alike in training and
         # inference: on the training clips, `val_loss` equals `loss`.

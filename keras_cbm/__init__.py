@@ -6,9 +6,10 @@
 import no TensorFlow of their own (Keras' TensorFlow backend imports it);
 `training.MultiWorkerFit` / `MultiWorkerCoherenceModel` and the subpackages
 `data`, `datasets`, `metrics`, `serving` and `tuning` are TensorFlow's.
-Every subpackage but `layers` and `models` loads when first used
-(`keras_cbm.data`); those two load with `keras_cbm` where Keras is
-installed, and `keras_cbm.serving`'s runtimes (`LiteRTStep`, `OnnxStep`,
+Every subpackage but `layers`, `models`, `losses` and `training` loads
+when first used (`keras_cbm.data`); those four load with `keras_cbm` where
+Keras is installed (so that saved models and trainers load after `import
+keras_cbm`), and `keras_cbm.serving`'s runtimes (`LiteRTStep`, `OnnxStep`,
 `StreamServer`) need neither Keras nor TensorFlow, for devices. Reading
 and writing video files needs PyAV (`pip install keras_cbm[video]`), the
 `moving_digits` dataset scikit-learn (`keras_cbm[digits]`).
@@ -22,10 +23,13 @@ except ImportError:
     # A device running an exported step: the serving runtimes need no Keras.
     pass
 else:
-    # The layers and models register their classes for `keras.saving` on
-    # import, so that a saved model loads after `import keras_cbm`.
+    # The layers, models, losses and trainers register their classes for
+    # `keras.saving` on import, so that a saved model (or a saved trainer,
+    # as the main job writes) loads after `import keras_cbm`.
     from keras_cbm import layers as layers
+    from keras_cbm import losses as losses
     from keras_cbm import models as models
+    from keras_cbm import training as training
 
 LAZY_SUBPACKAGES = (
     "data",

@@ -41,17 +41,6 @@ def take_clips(values, indices):
     return ops.take_along_axis(values, indices, axis=1)
 
 
-def _check_static_clips(clips):
-    count = clips.shape[1]
-    if count is None:
-        raise ValueError(
-            "State handover needs a static number of clips per video (the "
-            "`clips_per_video` of `overlapping_clips`). Received: clips of "
-            f"shape {tuple(clips.shape)}"
-        )
-    return count
-
-
 def _probe_states(run, sequences):
     """The model's states after one frame of one sequence of `sequences`
     `(batch, time, ...)`, in inference: their shapes and dtypes, which a
@@ -105,7 +94,7 @@ def donor_states(run, clips, alignment):
     Args:
         run: A `keras_cbm.models.RecurrentStates` of the per-frame model.
         clips: Tensor `(batch, clips, steps, *frame_shape)`; the number of
-            clips must be static.
+            clips may vary from batch to batch (`padded_window_batch`).
         alignment: Integer tensor `(batch, clips, steps)`, the absolute frame
             index of every step, -1 on padding.
 
@@ -114,7 +103,7 @@ def donor_states(run, clips, alignment):
         `RecurrentStates`), each `(batch, clips, ...)`, in the clips' given
         order.
     """
-    count = _check_static_clips(clips)
+    count = ops.shape(alignment)[1]
     order = ops.argsort(clip_starts(alignment), axis=1)
     clips, alignment = take_clips(clips, order), take_clips(alignment, order)
     starts = clip_starts(alignment)
@@ -207,7 +196,8 @@ def whole_past_states(run, past, past_alignment, starts, window):
         past_alignment: Integer tensor `(batch, past_steps)`, the absolute
             frame index of every step of `past`, -1 on padding.
         starts: Integer tensor `(batch, clips)`, the first frame of every
-            clip (see `clip_starts`).
+            clip (see `clip_starts`); the number of clips may vary from
+            batch to batch.
         window: Integer >= 1, the frames a run of the pass covers.
 
     Returns:
@@ -221,7 +211,8 @@ def whole_past_states(run, past, past_alignment, starts, window):
             "number of steps >= 1 (the `past_length` of `overlapping_clips`)."
             f" Received: past of shape {tuple(past.shape)}"
         )
-    count = starts.shape[1]
+    # Static where known; the windows of `padded_window_batch` vary.
+    count = ops.shape(starts)[1]
     window = max(1, min(int(window), length))
     # Each run either covers a whole window or reaches a clip's start.
     iterations = math.ceil(length / window) + count

@@ -43,12 +43,6 @@ def test_whole_past_holds_the_longest_video(action_recognition):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Evaluation on uniform windows: `whole_past_states` needs a "
-    "static number of clips, and `padded_window_batch` gives a dynamic "
-    "one (issue 40 item 3, open).",
-)
 def test_main_job_trains_with_whole_past_clips(tmp_path):
     stdout = run_script(
         "examples/action_recognition.py",

@@ -179,6 +179,45 @@ class WholePastTest(testing.TestCase):
             self.assertGreater(np.abs(after - start).max(), 0.0)
 
     @parameterized.parameters("donor", "whole_past")
+    def test_evaluation_windows_of_varying_count_equal_one_run(self, handover):
+        # `padded_window_batch` pads each batch to its most windows, so the
+        # number of clips differs between batches and is unknown to the
+        # traced step: each window starts from its video's states there.
+        import tensorflow as tf
+
+        lengths = [FRAMES, 6, 9, 5]
+        videos = tf.data.Dataset.from_tensor_slices(
+            {"length": lengths, "label": [0, 1, 0, 1]}
+        ).map(
+            lambda e: {
+                "video": tf.constant(self.videos[0])[: e["length"]],
+                "label": e["label"],
+            }
+        )
+        windows = data.padded_window_batch(
+            data.uniform_clips(videos, STEPS, 2, past_length=FRAMES), 2
+        )
+        model = build("conv")
+        whole = np.asarray(model(self.videos[:1], training=False))[0]
+        trainer = CoherenceModel(model, state_handover=handover)
+        trainer.compile(loss=keras.losses.SparseCategoricalCrossentropy(True))
+        # One traced step serves both batches (6 and 4 windows): TensorFlow
+        # retraces it with the number of windows unknown.
+        outputs = [
+            trainer.predict_on_batch(inputs)["clip_outputs"]
+            for inputs, _ in windows.as_numpy_iterator()
+        ]
+        self.assertEqual([o.shape[1] for o in outputs], [6, 4])
+        for b, length in enumerate(lengths):
+            batch = np.asarray(outputs[b // 2][b % 2])
+            for k in range(1 + -(-max(length - STEPS, 0) // 2)):
+                frames = range(2 * k, min(2 * k + STEPS, length))
+                self.assertAllClose(
+                    batch[k, : len(frames)], whole[frames], atol=1e-5
+                )
+        self.assertTrue(np.isfinite(trainer.evaluate(windows, verbose=0)).all())
+
+    @parameterized.parameters("donor", "whole_past")
     def test_handover_runs_layers_that_draw_dropout_masks(self, handover):
         # Keras' recurrent layers draw their dropout masks (a seed-generator
         # update) in inference too: the handover's loop threads the seed

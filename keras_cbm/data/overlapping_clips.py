@@ -200,11 +200,19 @@ def target_and_past_inputs(
             past_inputs(video, alignment, past_length, frame_stride, identity)
         )
     if targets is not None:
-        weights = target_weights(targets, element, tf.shape(video)[0])
-        inputs["frame_weights"] = tf.where(
-            alignment >= 0, tf.gather(weights, tf.maximum(alignment, 0)), 0.0
+        inputs["frame_weights"] = clip_frame_weights(
+            targets, element, tf.shape(video)[0], alignment
         )
     return inputs
+
+
+def clip_frame_weights(targets, element, num_frames, alignment):
+    """The target weight of every step of the clips of `alignment`, 0 on
+    padding, for a video `element` of `num_frames` frames."""
+    weights = target_weights(targets, element, num_frames)
+    return tf.where(
+        alignment >= 0, tf.gather(weights, tf.maximum(alignment, 0)), 0.0
+    )
 
 
 def target_weights(targets, element, num_frames):

@@ -8,7 +8,10 @@ import tensorflow as tf
 
 from keras_cbm.data.clip_inputs import clip_inputs
 from keras_cbm.data.overlapping_clips import check_overlapping_arguments
+from keras_cbm.data.overlapping_clips import check_targets_and_past
+from keras_cbm.data.overlapping_clips import clip_frame_weights
 from keras_cbm.data.overlapping_clips import map_overlapping_alignment
+from keras_cbm.data.overlapping_clips import placement_weights
 from keras_cbm.data.video.decode_errors import DecodeErrors
 from keras_cbm.data.video.decoding_processes import DecodingProcesses
 from keras_cbm.data.video.directory_options import DirectoryOptions
@@ -211,6 +214,8 @@ def video_clips_from_directory(
     follow_links=False,
     on_error="raise",
     num_parallel_calls=tf.data.AUTOTUNE,
+    targets=None,
+    placement="uniform",
 ):
     """Samples overlapping clips from video files, decoding only the frames
     of the clips.
@@ -246,6 +251,9 @@ def video_clips_from_directory(
             clips.
         shuffle: Whether to read the files in a new random order in every
             iteration.
+        targets, placement: As in `overlapping_clips` (frame targets of
+            each file's frames, not `"given"`: adds `"frame_weights"`; the
+            weighted placement draws the clips' ends by them).
 
     Returns:
         A `tf.data.Dataset` of pairs `(inputs, label)`, one per video, with
@@ -292,8 +300,10 @@ def video_clips_from_directory(
         follow_links=follow_links,
         on_error=on_error,
     )
+    weights = placement_weights(placement, targets)
     datasets = []
     for files in select_video_files(options):
+        check_targets_and_past(files.dataset(False, None), targets, None)
         errors = DecodeErrors(on_error, options.channels)
 
         def decode(index, element, alignment, errors=errors):
@@ -318,6 +328,7 @@ def video_clips_from_directory(
                 "frames": frames,
                 "frame_indices": frame_indices,
                 "alignment": alignment,
+                "num_frames": element["num_frames"],
                 "label": element["label"],
                 "video_id": element["video_id"],
             }
@@ -338,7 +349,12 @@ def video_clips_from_directory(
                 tf.where(alignment >= 0, positions, -1),
                 element["video_id"],
             )
-            return dict(inputs, alignment=alignment), element["label"]
+            inputs["alignment"] = alignment
+            if targets is not None:
+                inputs["frame_weights"] = clip_frame_weights(
+                    targets, element, element["num_frames"], alignment
+                )
+            return inputs, element["label"]
 
         clips = map_overlapping_alignment(
             files.dataset(shuffle, options.seed),
@@ -351,6 +367,7 @@ def video_clips_from_directory(
             frame_stride,
             options.seed,
             decoding_calls(num_parallel_calls),
+            weights,
         )
         clips = errors.filter(clips, lambda element: element["frames"])
         clips = clips.map(cut, num_parallel_calls=num_parallel_calls)

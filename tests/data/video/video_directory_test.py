@@ -169,8 +169,14 @@ def test_clip_frames_show_their_alignment(video_dir, frame_stride):
             np.testing.assert_array_equal(steps, frame_stride)
 
 
-def test_clip_level_decoding_equals_clipping_decoded_videos(video_dir):
-    arguments = dict(clips_per_video=4, min_length=3, max_length=8, seed=5)
+@pytest.mark.parametrize(
+    "placed",
+    [{}, {"targets": ("last", 5), "placement": "weighted"}],
+)
+def test_clip_level_decoding_equals_clipping_decoded_videos(video_dir, placed):
+    arguments = dict(
+        clips_per_video=4, min_length=3, max_length=8, seed=5, **placed
+    )
     from_files = video_clips_from_directory(
         video_dir, frame_size=(16, 16), shuffle=False, **arguments
     )
@@ -182,8 +188,17 @@ def test_clip_level_decoding_equals_clipping_decoded_videos(video_dir):
         collect(from_files), collect(from_videos), strict=True
     ):
         assert label == whole_label
-        for key in ("clips", "mask", "alignment", "video_id"):
+        assert sorted(clip_level) == sorted(whole)
+        for key in whole:
             np.testing.assert_array_equal(clip_level[key], whole[key])
+        if placed:
+            # Every clip ends on one of the file's last 5 frames.
+            frames = VIDEOS[relative(from_files.file_paths[whole["video_id"]])]
+            assert (whole["alignment"].max(axis=1) >= frames - 5).all()
+            assert whole["frame_weights"].shape == whole["alignment"].shape
+            np.testing.assert_array_equal(
+                whole["frame_weights"] > 0, whole["alignment"] >= frames - 5
+            )
 
 
 def test_uniform_clips_of_decoded_videos(video_dir):

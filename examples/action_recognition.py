@@ -65,20 +65,23 @@ def add_cell_flags(parser):
     parser.add_argument(
         "--kernel-initializer",
         default=None,
-        help="The initializer of R's and T's input kernel; none: the "
-        "model's default.",
+        help="The initializer of R's and T's input kernel (a Keras name, or "
+        "'reference': the reference's gain-3 Xavier); none: the model's "
+        "default.",
     )
     parser.add_argument(
         "--recurrent-initializer",
         default=None,
-        help="The initializer of T's recurrent kernel; none: the model's "
-        "default.",
+        help="The initializer of T's recurrent kernel, as "
+        "--kernel-initializer; none: the model's default.",
     )
 
 
 def cell_arguments(args, base=None):
     """The CBM cell keywords of `add_cell_flags`' flags that were given,
     on top of `base` (e.g. `keras_cbm.layers.PAPER_CELL`)."""
+    from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER
+
     cell = dict(base or {})
     for name in (
         "merge",
@@ -86,8 +89,11 @@ def cell_arguments(args, base=None):
         "kernel_initializer",
         "recurrent_initializer",
     ):
-        if getattr(args, name, None) is not None:
-            cell[name] = getattr(args, name)
+        value = getattr(args, name, None)
+        if value == "reference" and name.endswith("initializer"):
+            value = REFERENCE_INITIALIZER
+        if value is not None:
+            cell[name] = value
     return cell
 
 

@@ -71,7 +71,6 @@ from keras_cbm import data  # noqa: E402
 from keras_cbm import training  # noqa: E402
 from keras_cbm.layers import DeepCBM  # noqa: E402
 from keras_cbm.layers import video_probabilities  # noqa: E402
-from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER  # noqa: E402
 from keras_cbm.models.classification_head import classification_head  # noqa: E402
 
 NUM_CLASSES = len(keras_cbm.datasets.MOTION_ORDER_CLASSES)
@@ -149,12 +148,6 @@ def classifier(depth, filters, cell, frame_shape, batch_norm=True, **cbm_cell):
             "activation": "relu" if cbm else "tanh",
             "batch_norm": batch_norm,
             "layer_type": cell,
-            "kernel_initializer": (
-                REFERENCE_INITIALIZER if cbm else "glorot_uniform"
-            ),
-            "recurrent_initializer": (
-                REFERENCE_INITIALIZER if cbm else "orthogonal"
-            ),
             "name": "deep_cbm",
             **cbm_cell,
         },

@@ -2,9 +2,10 @@
 every task family at once, chosen by its worst task.
 
 Each candidate (`CANDIDATES`: the gated T with `recurrent_activation`
-tanh or sigmoid and `merge` add or multiply, and the batch normalisation of
-the models that normalise: R's and T's input terms, R's only, none) trains
-on the task cells
+tanh or sigmoid and `merge` add or multiply; for the builders' models,
+the batch normalisation (R's and T's input terms, R's only, none) and the
+initializers (Keras', or the reference's gain-3 Xavier)) trains on the
+task cells
 (`TASK_CELLS`):
 
 * `main_job`: `examples/action_recognition.py` at its defaults (its own
@@ -54,29 +55,34 @@ import harness  # noqa: E402
 import numpy as np  # noqa: E402
 
 # The cell keywords each candidate changes from the layers' defaults (the
-# gated T); `batch_norm` applies to the models that normalise (the main
-# job, anticipation, claim 1).
+# gated T, Keras' initializers). `BUILDER_KEYWORDS` apply to the models of
+# the builders and of claim 1 (the main job, anticipation, claim 1): batch
+# normalisation, and their initializers ("reference": the reference's
+# gain-3 Xavier, the builders' default before this protocol chose Keras').
+# The candidates the screen measured under that default name it.
+REFERENCE = {
+    "kernel_initializer": "reference",
+    "recurrent_initializer": "reference",
+}
 CANDIDATES = {
     "tanh-add": {},
+    "tanh-add-reference-init": REFERENCE,
     "sigmoid-multiply": {
         "recurrent_activation": "sigmoid",
         "merge": "multiply",
     },
     "tanh-multiply": {"merge": "multiply"},
     "sigmoid-add": {"recurrent_activation": "sigmoid"},
-    "tanh-add-no-bn": {"batch_norm": False},
-    "tanh-add-bn-r": {"batch_norm": "representation"},
-    # Keras' recurrent initializer in place of the reference's gain-3
-    # Xavier (which the memory tasks never used).
-    "tanh-add-orthogonal": {"recurrent_initializer": "orthogonal"},
-    # Keras' initializers throughout, as the memory tasks use them.
-    "tanh-add-keras-init": {
-        "kernel_initializer": "glorot_uniform",
+    "tanh-add-no-bn": {"batch_norm": False, **REFERENCE},
+    "tanh-add-bn-r": {"batch_norm": "representation", **REFERENCE},
+    "tanh-add-orthogonal": {
+        **REFERENCE,
         "recurrent_initializer": "orthogonal",
     },
     "sigmoid-multiply-orthogonal": {
         "recurrent_activation": "sigmoid",
         "merge": "multiply",
+        **REFERENCE,
         "recurrent_initializer": "orthogonal",
     },
     "sigmoid-multiply-no-bn": {
@@ -103,23 +109,26 @@ SCREEN = ("main_job", "memory:order:1:pooled", "memory:order:15:flat")
 MEMORY_STEPS = {1: 1000, 15: 600}
 LEARNING_RATE = 3e-3
 RESULTS = "defaults"
+BUILDER_KEYWORDS = ("batch_norm", "kernel_initializer", "recurrent_initializer")
 # The examples' own dataset folder, wherever the script is started.
 DATA_DIR = str(harness.ROOT / "outputs" / "tensorflow_datasets")
 
 
 def floor(cell):
     """The score of a model that learned nothing: chance, or 0 dB gain."""
-    if uses_batch_norm(cell):
+    if builder_cell(cell):
         return 1 / 12  # motion_order's 12 classes.
     if cell.startswith("memory"):
         return 0.5
     return 0.0
 
 
-def cell_flags(candidate):
-    """The example flags of a candidate's cell keywords."""
+def cell_flags(candidate, builder=True):
+    """The example flags of a candidate's cell keywords; `builder=False`:
+    without `BUILDER_KEYWORDS`."""
     flags = []
-    for name, value in CANDIDATES[candidate].items():
+    keywords = CANDIDATES[candidate] if builder else cell_keywords(candidate)
+    for name, value in keywords.items():
         if name == "batch_norm":
             flags.append(f"--batch-norm={str(value).lower()}")
         else:
@@ -127,16 +136,16 @@ def cell_flags(candidate):
     return flags
 
 
-def uses_batch_norm(cell):
-    """Whether the cell's model normalises (so `batch_norm` matters)."""
+def builder_cell(cell):
+    """Whether the cell's model takes `BUILDER_KEYWORDS`."""
     return cell in ("main_job", "anticipation") or cell.startswith("claim1")
 
 
 def run_key(candidate, cell, seed):
     """A run's key in the results file. Candidates that differ only in
-    `batch_norm` share the runs of the cells that do not normalise: the
-    first candidate with the same cell keywords owns them."""
-    if not uses_batch_norm(cell):
+    `BUILDER_KEYWORDS` share the runs of the other cells: the first
+    candidate with the same cell keywords owns them."""
+    if not builder_cell(cell):
         candidate = next(
             other
             for other in CANDIDATES
@@ -146,11 +155,11 @@ def run_key(candidate, cell, seed):
 
 
 def cell_keywords(candidate):
-    """A candidate's CBM cell keywords, without `batch_norm`."""
+    """A candidate's CBM cell keywords, without `BUILDER_KEYWORDS`."""
     return {
         name: value
         for name, value in CANDIDATES[candidate].items()
-        if name != "batch_norm"
+        if name not in BUILDER_KEYWORDS
     }
 
 
@@ -221,8 +230,9 @@ def claim1_job(candidate, cell, seed, quick):
         ["--quick" if quick else f"--learning-rates={LEARNING_RATE}"]
         + [f"--data-dir={DATA_DIR}"]
     )
-    for name, value in cell_keywords(candidate).items():
-        setattr(args, name, value)
+    for name, value in CANDIDATES[candidate].items():
+        if name != "batch_norm":
+            setattr(args, name, value)
     depth = int(cell.split(":")[1])
     if quick:
         depth = 2
@@ -247,11 +257,7 @@ def prediction_job(candidate, seed, quick):
 
     with tempfile.TemporaryDirectory() as output:
         flags = [f"--seed={seed}", "--verbose=0", f"--output={output}"]
-        flags += [
-            flag
-            for flag in cell_flags(candidate)
-            if not flag.endswith("batch-norm")
-        ]
+        flags += cell_flags(candidate, builder=False)
         flags.append(f"--data-dir={DATA_DIR}")
         if quick:
             flags += [

@@ -3,7 +3,6 @@ deep CBM stack over them, per-frame logits."""
 
 import keras
 
-from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER
 from keras_cbm.layers.deep_cbm import DeepCBM
 from keras_cbm.models.classification_head import classification_head
 from keras_cbm.models.frame_wise import FrameWise
@@ -49,7 +48,8 @@ def backbone_classifier(
     layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
-    kernel_initializer=REFERENCE_INITIALIZER,
+    kernel_initializer="glorot_uniform",
+    recurrent_initializer="orthogonal",
     head_units=256,
     head_dropout=0.5,
     name="backbone_classifier",
@@ -82,9 +82,10 @@ def backbone_classifier(
             stack's arguments.
         layer_type, temporal_gate, recurrent_activation: The `DeepCBM`
             stack's arguments.
-        kernel_initializer: The `DeepCBM` stack's argument, also its
-            `recurrent_initializer`; the default is the reference's
-            Xavier-normal of gain 3.0.
+        kernel_initializer, recurrent_initializer: The `DeepCBM` stack's
+            arguments: Keras' (the layers' defaults);
+            `keras_cbm.layers.deep_cbm.REFERENCE_INITIALIZER` for both is
+            the reference's Xavier-normal of gain 3.0.
         frame_shape: The frame shape of the default backbone (a given
             backbone's own input shape is used instead).
         weights: Optional path of backbone weights to load.
@@ -131,7 +132,7 @@ def backbone_classifier(
         temporal_gate=temporal_gate,
         recurrent_activation=recurrent_activation,
         kernel_initializer=kernel_initializer,
-        recurrent_initializer=kernel_initializer,
+        recurrent_initializer=recurrent_initializer,
         name="deep_cbm",
     )(features)
     logits = classification_head(num_classes, head_units, head_dropout)(

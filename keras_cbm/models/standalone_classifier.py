@@ -3,7 +3,6 @@ layers from pixels, no pretrained backbone."""
 
 import keras
 
-from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER
 from keras_cbm.layers.deep_cbm import DeepCBM
 from keras_cbm.models.classification_head import classification_head
 
@@ -20,8 +19,8 @@ def standalone_classifier(
     layer_type="cbm",
     temporal_gate="auto",
     recurrent_activation="auto",
-    kernel_initializer=REFERENCE_INITIALIZER,
-    recurrent_initializer=None,
+    kernel_initializer="glorot_uniform",
+    recurrent_initializer="orthogonal",
     name="standalone_classifier",
 ):
     """Builds the standalone deep CBM video classifier.
@@ -48,8 +47,10 @@ def standalone_classifier(
         layer_type, temporal_gate, recurrent_activation: The `DeepCBM`
             stack's arguments.
         kernel_initializer, recurrent_initializer: The `DeepCBM` stack's
-            arguments (`recurrent_initializer=None`: `kernel_initializer`,
-            as the reference).
+            arguments (`recurrent_initializer=None`: `kernel_initializer`).
+            Keras' (the layers' defaults); the reference's gain-3
+            Xavier-normal, `keras_cbm.layers.deep_cbm.REFERENCE_INITIALIZER`
+            for both, holds the gated T back (docs/design_decisions.md).
         name: The model's name.
 
     Returns:

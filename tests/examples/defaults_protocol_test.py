@@ -83,10 +83,24 @@ def test_runs_of_other_cells_do_not_make_a_candidate_complete():
     assert summary["chosen"] is None
 
 
-def test_batch_norm_variants_share_the_runs_without_batch_norm():
+def test_builder_variants_share_the_runs_of_the_other_cells():
     assert defaults.run_key("tanh-add-no-bn", "memory:order:15:flat", 2) == (
         "tanh-add|memory:order:15:flat|2"
     )
+    assert defaults.run_key("tanh-add-reference-init", "prediction", 1) == (
+        "tanh-add|prediction|1"
+    )
+    assert defaults.run_key("tanh-add-reference-init", "claim1:5", 1) == (
+        "tanh-add-reference-init|claim1:5|1"
+    )
+    # The predictor takes the cell's flags, not the builders'.
+    assert defaults.cell_flags("tanh-add-no-bn", builder=False) == []
+    assert defaults.cell_flags("tanh-add-orthogonal") == [
+        "--kernel-initializer",
+        "reference",
+        "--recurrent-initializer",
+        "orthogonal",
+    ]
     assert defaults.run_key("tanh-add-no-bn", "prediction", 0) == (
         "tanh-add|prediction|0"
     )
@@ -149,3 +163,18 @@ def test_quick_run_writes_its_results_file(tmp_path):
     }
     assert values["chosen"] in ("tanh-add", "sigmoid-multiply")
     assert f"Chosen by the worst cell: {values['chosen']}" in result.stdout
+
+
+def test_reference_initializer_flag():
+    from action_recognition import cell_arguments
+    from action_recognition import parse_args
+
+    from keras_cbm.layers.deep_cbm import REFERENCE_INITIALIZER
+
+    args = parse_args(
+        ["--kernel-initializer=reference", "--recurrent-initializer=orthogonal"]
+    )
+    assert cell_arguments(args) == {
+        "kernel_initializer": REFERENCE_INITIALIZER,
+        "recurrent_initializer": "orthogonal",
+    }

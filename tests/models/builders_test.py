@@ -299,21 +299,21 @@ def test_paper_presets_name_builder_arguments():
         arguments = inspect.signature(getattr(models, builder)).parameters
         assert set(preset) <= set(arguments), builder
 
+BUILDERS = [
+    lambda **kwargs: models.standalone_classifier(
+        2, (16, 16, 1), stage_filters=(2,), blocks_per_stage=1, **kwargs
+    ),
+    lambda **kwargs: models.backbone_classifier(
+        tiny_cnn(), 2, depth=2, filters=2, pool_after=(), **kwargs
+    ),
+    lambda **kwargs: models.future_frame_predictor(
+        depth=2, filters=2, jump_stride=2, **kwargs
+    ),
+]
+
 
 @pytest.mark.parametrize(
-    "build",
-    [
-        lambda **kwargs: models.standalone_classifier(
-            2, (16, 16, 1), stage_filters=(2,), blocks_per_stage=1, **kwargs
-        ),
-        lambda **kwargs: models.backbone_classifier(
-            tiny_cnn(), 2, depth=2, filters=2, pool_after=(), **kwargs
-        ),
-        lambda **kwargs: models.future_frame_predictor(
-            depth=2, filters=2, jump_stride=2, **kwargs
-        ),
-    ],
-    ids=["standalone", "backbone", "future_frame"],
+    "build", BUILDERS, ids=["standalone", "backbone", "future_frame"]
 )
 @pytest.mark.parametrize("temporal_gate", [None, "input", "recurrent"])
 def test_builders_give_every_cbm_layer_the_temporal_gate(build, temporal_gate):
@@ -321,3 +321,16 @@ def test_builders_give_every_cbm_layer_the_temporal_gate(build, temporal_gate):
     assert [layer.temporal_gate for layer in stack.recurrent_layers] == [
         temporal_gate
     ] * stack.depth
+
+
+
+@pytest.mark.parametrize(
+    "build", BUILDERS, ids=["standalone", "backbone", "future_frame"]
+)
+def test_builders_default_to_the_layers_initializers(build):
+    # One source: the builders' CBM layers start as a `DeepCBM` at its
+    # defaults does (studies/defaults.py chose Keras' initializers).
+    stack = build().get_layer("deep_cbm")
+    defaults = DeepCBM(depth=1, filters=1)
+    for name in ("kernel_initializer", "recurrent_initializer"):
+        assert type(getattr(stack, name)) is type(getattr(defaults, name))

@@ -227,10 +227,18 @@ def parse_args(argv=None, description=None, **defaults):
         help="Initial learning rate; a cosine decays it to 0.",
     )
     add(
+        "--eval-length",
+        type=int,
+        default=None,
+        help="Steps of a test window; none: 2 * --max-length (a whole "
+        "motion_order video: a window must hold both motions).",
+    )
+    add(
         "--eval-stride",
         type=int,
         default=None,
-        help="Steps between test windows; none: --max-length // 2.",
+        help="Steps between test windows; none: half the test windows' "
+        "length.",
     )
     add("--seed", type=int, default=0, help="Seed of weights and clips.")
     add(
@@ -460,8 +468,8 @@ def overlapping_clips(args, videos, max_frames=None):
 
 
 def clip_datasets(args, splits):
-    """Batches of the training clips; sliding windows covering every test
-    video for per-video evaluation."""
+    """Batches of the training clips; sliding windows (`--eval-length`
+    steps) covering every test video for per-video evaluation."""
     import tensorflow as tf
 
     from keras_cbm import data
@@ -469,13 +477,17 @@ def clip_datasets(args, splits):
     train_clips = splits.train_clips.batch(args.batch_size).prefetch(
         tf.data.AUTOTUNE
     )
-    stride = args.eval_stride or max(args.max_length // 2, 1)
+    # The recurrent model runs windows of any length: longer ones than the
+    # training clips hold more of a video's story from one initial state
+    # (the same trained model scores higher: docs/design_decisions.md).
+    length = args.eval_length or 2 * args.max_length
+    stride = args.eval_stride or max(length // 2, 1)
     # The windows hold as much past as the training clips (whole_past).
     past = splits.train_clips.element_spec[0].get("past_alignment")
     test_windows = data.padded_window_batch(
         data.uniform_clips(
             splits.test,
-            args.max_length,
+            length,
             stride,
             frame_stride=args.frame_stride,
             past_length=None if past is None else past.shape[0],

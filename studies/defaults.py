@@ -397,6 +397,13 @@ def parse_args(argv=None):
     add("--candidates", nargs="+", choices=CANDIDATES, default=None)
     add("--cells", nargs="+", choices=TASK_CELLS, default=None)
     add("--seeds", type=int, default=None, help="Screen 1, full 3.")
+    add(
+        "--from-seed",
+        type=int,
+        default=0,
+        help="The first seed this process runs (processes side by side "
+        "take different seeds).",
+    )
     add("--quick", action="store_true", help="Smoke run, tiny settings.")
     add(
         "--results",
@@ -428,7 +435,7 @@ def main(argv=None):
     )
     command = " ".join(["python studies/defaults.py", *sys.argv[1:]])
     runs, _, summary = record(path, args, command)
-    for seed in range(args.seeds):
+    for seed in range(args.from_seed, args.seeds):
         for cell in args.cells:
             for candidate in args.candidates:
                 key = run_key(candidate, cell, seed)

@@ -10,8 +10,9 @@ from keras_cbm import models
 FRAME_SHAPE = (16, 16, 3)
 
 
-def tiny_model(batch_norm=False, seed=0):
-    """A 3-layer standalone classifier of 2 classes, seeded."""
+def tiny_model(batch_norm=False, seed=0, **kwargs):
+    """A 3-layer standalone classifier of 2 classes, seeded; `kwargs`: more
+    `standalone_classifier` arguments."""
     keras.utils.set_random_seed(seed)
     return models.standalone_classifier(
         2,
@@ -19,6 +20,7 @@ def tiny_model(batch_norm=False, seed=0):
         stage_filters=(4,),
         blocks_per_stage=1,
         batch_norm=batch_norm,
+        **kwargs,
     )
 
 

@@ -105,7 +105,7 @@ def test_an_edited_results_file_is_caught(results_folder):
 def unquoted_headline_rows(readme):
     """The rows of README's "Headline figures" table whose figures name no
     results file."""
-    section = readme.split("## Headline figures", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("## Headline figures", 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     return [row for row in rows[1:] if "<!-- results " not in row]
 
@@ -118,6 +118,6 @@ def test_a_headline_row_without_a_results_file_is_caught():
     readme = (
         "## Headline figures\n\n| what | figure |\n|---|---|\n"
         "| quoted | 0.99<!-- results study share --> |\n| typed | 0.98 |\n"
-        "\n## Next\n| other | 1 |\n"
+        "\n### Measured earlier\n| other | 1 |\n"
     )
     assert unquoted_headline_rows(readme) == ["| typed | 0.98 |"]

@@ -188,7 +188,7 @@ def parse_args(argv=None, description=None, **defaults):
         "--past-length",
         type=int,
         help="Steps of past a clip pipeline holds for --state-handover "
-        "whole_past (default: motion_order's longest video).",
+        "whole_past; none: motion_order's longest video.",
     )
     add(
         "--stage-filters",
